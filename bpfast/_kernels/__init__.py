@@ -1,0 +1,1 @@
+"""Compiled kernels, one extension module per layer (see the docstring of each)."""

@@ -1,0 +1,56 @@
+"""Pure-NumPy reference: the book's layers and functions, exactly as the book behaves.
+
+This package transcribes the semantics of *Deep Learning from Scratch* (Koki Saito, O'Reilly
+Japan; code at ``oreilly-japan/deep-learning-from-scratch``, MIT licence), chapter 5 and
+``common/functions.py`` / ``common/layers.py``.  It is written from the formulas, not copied.
+
+It has three jobs and must stay naive for all of them:
+
+* the **test oracle** every compiled layer is checked against;
+* the **benchmark baseline** (it is what a reader of the book runs today);
+* the **fallback** for inputs the compiled kernels do not cover (integer or float16 arrays,
+  Python lists, exotic shapes), so that bpfast never rejects what the book accepts.
+
+Never optimise this package.  Its quirks are deliberate (the README's compatibility table
+lists where the compiled layers differ from them):
+``Relu.backward`` writes into ``dout`` and returns it; ``Sigmoid.forward`` returns the very
+array it caches; ``Affine`` keeps a view of its input; ``SoftmaxWithLoss.backward`` ignores
+``dout``; the cross-entropy adds ``1e-7`` inside the log; one-hot targets are detected purely
+by ``t.size == y.size``.
+"""
+
+from bpfast.reference.functions import (
+    cross_entropy_error,
+    identity_function,
+    mean_squared_error,
+    relu,
+    relu_grad,
+    sigmoid,
+    sigmoid_grad,
+    softmax,
+    softmax_loss,
+    step_function,
+    sum_squared_error,
+)
+from bpfast.reference.layer_naive import AddLayer, MulLayer
+from bpfast.reference.layers import Affine, Relu, Sigmoid, SoftmaxWithLoss
+
+__all__ = [
+    "identity_function",
+    "step_function",
+    "sigmoid",
+    "sigmoid_grad",
+    "relu",
+    "relu_grad",
+    "softmax",
+    "sum_squared_error",
+    "mean_squared_error",
+    "cross_entropy_error",
+    "softmax_loss",
+    "AddLayer",
+    "MulLayer",
+    "Relu",
+    "Sigmoid",
+    "Affine",
+    "SoftmaxWithLoss",
+]
