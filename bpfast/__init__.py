@@ -21,6 +21,8 @@ except ImportError as exc:  # pragma: no cover - depends on how the package was 
 from bpfast._threads import get_num_threads, openmp_enabled, set_num_threads
 from bpfast._validation import LabelError
 from bpfast.layers import Affine, AddLayer, MulLayer, Relu, Sigmoid, SoftmaxWithLoss
+from bpfast import gradient, optimizers
+from bpfast.two_layer_net import TwoLayerNet
 
 __version__ = "0.1.0"
 
@@ -31,6 +33,9 @@ __all__ = [
     "Sigmoid",
     "Affine",
     "SoftmaxWithLoss",
+    "TwoLayerNet",
+    "gradient",
+    "optimizers",
     "LabelError",
     "openmp_enabled",
     "get_num_threads",

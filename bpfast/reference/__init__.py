@@ -2,7 +2,8 @@
 
 This package transcribes the semantics of *Deep Learning from Scratch* (Koki Saito, O'Reilly
 Japan; code at ``oreilly-japan/deep-learning-from-scratch``, MIT licence), chapter 5 and
-``common/functions.py`` / ``common/layers.py``.  It is written from the formulas, not copied.
+``common/functions.py`` / ``common/layers.py`` / ``common/gradient.py`` /
+``common/optimizer.py`` / ``ch05/two_layer_net.py``.  It is written from the formulas, not copied.
 
 It has three jobs and must stay naive for all of them:
 
@@ -32,8 +33,11 @@ from bpfast.reference.functions import (
     step_function,
     sum_squared_error,
 )
+from bpfast.reference.gradient import numerical_gradient
 from bpfast.reference.layer_naive import AddLayer, MulLayer
 from bpfast.reference.layers import Affine, Relu, Sigmoid, SoftmaxWithLoss
+from bpfast.reference.optimizer import SGD, AdaGrad, Adam, Momentum, Nesterov, RMSprop
+from bpfast.reference.two_layer_net import TwoLayerNet
 
 __all__ = [
     "identity_function",
@@ -53,4 +57,12 @@ __all__ = [
     "Sigmoid",
     "Affine",
     "SoftmaxWithLoss",
+    "numerical_gradient",
+    "SGD",
+    "Momentum",
+    "Nesterov",
+    "AdaGrad",
+    "RMSprop",
+    "Adam",
+    "TwoLayerNet",
 ]

@@ -1,0 +1,353 @@
+"""Fused kernels of the network-level training step (``bpfast.TwoLayerNet``; book 5.7).
+
+The book's ``TwoLayerNet.gradient`` runs Affine -> Relu -> Affine -> SoftmaxWithLoss forward
+and backward layer by layer, each operation a separate NumPy pass with its own temporary.
+``bpfast.TwoLayerNet`` keeps the four matrix products in NumPy (``np.dot`` with ``out=``,
+into buffers it owns) and does everything between them here, one pass each:
+
+* ``bias_relu_forward``: ``h = relu(a + b1)`` in place on the GEMM output, with the Relu mask;
+* ``bias_softmax_xent``: ``s += b2``, row softmax, cross-entropy, and on request the
+  gradient ``dy = (y - onehot(t)) / N``, its column sum ``db2`` and the SGD update of ``b2``;
+* ``relu_backward_colsum``: ``dh[mask] = 0``, its column sum ``db1``, and on request the SGD
+  update of ``b1``.
+
+Numerics are those of the drop-in layers (``relu.pyx``, ``affine.pyx``,
+``softmax_with_loss.pyx``): the bias add and Relu are the book's operations bit for bit;
+softmax uses the vector exp of ``simd.h`` (< 2 ulp); column sums accumulate in double, row
+by row in order, so for float64 they equal NumPy's ``sum(axis=0)`` bit for bit; the SGD
+update is ``b -= lr * db`` with ``lr`` rounded to b's precision, as NumPy does.
+
+Threads: rows are split in contiguous blocks for the row-wise work, columns for the column
+sums, so every sum is taken in the same order whatever the thread count.  Labels are checked
+with the GIL before any nogil loop indexes with them.
+"""
+from cython.parallel cimport prange
+from cython cimport floating
+from libc.math cimport log, logf
+from libc.stdlib cimport malloc, free
+
+from bpfast._kernels._parallel cimport block_start
+from bpfast._kernels._simd cimport bp_softmax_rows_f32, bp_softmax_rows_f64
+
+cdef extern from "two_layer_net.h" nogil:
+    void bp_bias_relu_f64(double *a, const double *b, unsigned char *mask, Py_ssize_t rows,
+                          Py_ssize_t m) noexcept
+    void bp_bias_relu_f32(float *a, const float *b, unsigned char *mask, Py_ssize_t rows,
+                          Py_ssize_t m) noexcept
+    void bp_relu_bwd_colsum_f64(double *dh, const unsigned char *mask, double *acc,
+                                Py_ssize_t n, Py_ssize_t m, Py_ssize_t lo,
+                                Py_ssize_t hi) noexcept
+    void bp_relu_bwd_colsum_f32(float *dh, const unsigned char *mask, double *acc,
+                                Py_ssize_t n, Py_ssize_t m, Py_ssize_t lo,
+                                Py_ssize_t hi) noexcept
+
+ctypedef fused label_t:
+    unsigned char
+    int
+    long
+
+ctypedef fused target_t:
+    float
+    double
+
+
+# ------------------------------------------------------------------------------ primitives
+
+cdef inline void _bias_relu_rows(floating *a, const floating *b, unsigned char *mask,
+                                 Py_ssize_t rows, Py_ssize_t m) noexcept nogil:
+    # a = a + b; mask = a <= 0; a[mask] = +0.0 (NaN passes, -0.0 becomes +0.0): two_layer_net.h
+    if floating is float:
+        bp_bias_relu_f32(a, b, mask, rows, m)
+    else:
+        bp_bias_relu_f64(a, b, mask, rows, m)
+
+
+cdef inline void _bias_softmax_rows(floating *s, const floating *b, floating *y,
+                                    Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t c) noexcept nogil:
+    cdef Py_ssize_t i, j
+    if hi <= lo:
+        return
+    for i in range(lo, hi):
+        for j in range(c):
+            s[i * c + j] += b[j]
+    if floating is float:
+        bp_softmax_rows_f32(s + lo * c, y + lo * c, hi - lo, c)
+    else:
+        bp_softmax_rows_f64(s + lo * c, y + lo * c, hi - lo, c)
+
+
+cdef inline double _log_picked(floating p) noexcept nogil:
+    # log(y_t + 1e-7) in the working precision, as the book (and the layer kernel) computes it.
+    if floating is float:
+        return logf(p + <float>1e-7)
+    else:
+        return log(p + 1e-7)
+
+
+cdef Py_ssize_t _argmax_row(const target_t *t, Py_ssize_t c) noexcept nogil:
+    # np.argmax semantics: the first maximum, or the first NaN if there is one.
+    cdef Py_ssize_t j, best = 0
+    cdef target_t v, m = t[0]
+    if m != m:
+        return 0
+    for j in range(1, c):
+        v = t[j]
+        if v != v:
+            return j
+        if v > m:
+            m = v
+            best = j
+    return best
+
+
+cdef void _xent_label_rows(floating *s, const floating *b, const label_t *t, floating *y,
+                           floating *dy, double *row_loss, Py_ssize_t lo, Py_ssize_t hi,
+                           Py_ssize_t n, Py_ssize_t c) noexcept nogil:
+    cdef Py_ssize_t i, j, k
+    cdef floating scale = <floating>n
+    _bias_softmax_rows(s, b, y, lo, hi, c)
+    for i in range(lo, hi):
+        k = <Py_ssize_t>t[i]
+        row_loss[i] = _log_picked(y[i * c + k])
+        if dy != NULL:
+            # The book: copy y, subtract 1 at the label, divide by the batch size.
+            for j in range(c):
+                dy[i * c + j] = y[i * c + j] / scale
+            dy[i * c + k] = (y[i * c + k] - 1) / scale
+
+
+cdef void _xent_onehot_rows(floating *s, const floating *b, const target_t *t, floating *y,
+                            floating *dy, double *row_loss, Py_ssize_t lo, Py_ssize_t hi,
+                            Py_ssize_t n, Py_ssize_t c) noexcept nogil:
+    cdef Py_ssize_t i, j
+    cdef floating scale = <floating>n
+    _bias_softmax_rows(s, b, y, lo, hi, c)
+    for i in range(lo, hi):
+        row_loss[i] = _log_picked(y[i * c + _argmax_row(t + i * c, c)])
+        if dy != NULL:
+            # The book: (y - t) / batch_size, soft targets used as they are.
+            for j in range(c):
+                dy[i * c + j] = (y[i * c + j] - <floating>t[i * c + j]) / scale
+
+
+cdef void _colsum_sgd(const floating *x, Py_ssize_t n, Py_ssize_t m, floating *db,
+                      floating *b, floating lr, double *acc) noexcept nogil:
+    # db = x.sum(axis=0), rows added in order in double (NumPy's order for float64);
+    # then, if b is given, the SGD step b -= lr * db.
+    cdef Py_ssize_t i, j
+    for j in range(m):
+        acc[j] = x[j]
+    for i in range(1, n):
+        for j in range(m):
+            acc[j] += x[i * m + j]
+    for j in range(m):
+        db[j] = <floating>acc[j]
+    if b != NULL:
+        for j in range(m):
+            b[j] = b[j] - lr * db[j]
+
+
+cdef void _relu_bwd_colsum_block(floating *dh, const unsigned char *mask, Py_ssize_t n,
+                                 Py_ssize_t m, Py_ssize_t lo, Py_ssize_t hi, floating *db,
+                                 floating *b, floating lr, double *acc) noexcept nogil:
+    # Columns lo..hi-1: dh[mask] = 0 in place (as the book's Relu.backward does to its dout),
+    # db = column sums of the result, rows in order (two_layer_net.h); then the optional SGD
+    # step on b, here in Cython for baseline x86-64 (no FMA contraction of b - lr * db).
+    cdef Py_ssize_t j
+    if floating is float:
+        bp_relu_bwd_colsum_f32(dh, mask, acc, n, m, lo, hi)
+    else:
+        bp_relu_bwd_colsum_f64(dh, mask, acc, n, m, lo, hi)
+    for j in range(lo, hi):
+        db[j] = <floating>acc[j]
+    if b != NULL:
+        for j in range(lo, hi):
+            b[j] = b[j] - lr * db[j]
+
+
+# ------------------------------------------------------------------------------ checks
+
+cdef int _check_labels(const label_t[::1] t, Py_ssize_t c) except -1:
+    cdef Py_ssize_t i
+    for i in range(t.shape[0]):
+        if t[i] < 0 or <Py_ssize_t>t[i] >= c:
+            raise IndexError(f"label {t[i]} at row {i} is out of range for {c} classes")
+    return 0
+
+
+cdef int _check_step(Py_ssize_t n, Py_ssize_t c, Py_ssize_t bn, Py_ssize_t tn, Py_ssize_t tc,
+                     Py_ssize_t yn, Py_ssize_t yc, object dy_out, Py_ssize_t dyn,
+                     Py_ssize_t dyc, object db_out, Py_ssize_t dbn, object b_sgd,
+                     Py_ssize_t bsn) except -1:
+    if n == 0 or c == 0:
+        raise ValueError(f"logits of shape ({n}, {c}) are empty")
+    if bn != c:
+        raise ValueError(f"bias of length {bn} does not fit logits of shape ({n}, {c})")
+    if tn != n or (tc >= 0 and tc != c):
+        raise ValueError(f"targets of {tn} rows" + (f" x {tc} columns" if tc >= 0 else "")
+                         + f" do not fit logits of shape ({n}, {c})")
+    if yn != n or yc != c:
+        raise ValueError(f"y_out of shape ({yn}, {yc}) does not fit logits ({n}, {c})")
+    if (dy_out is None) != (db_out is None):
+        raise ValueError("dy_out and db_out go together")
+    if dy_out is not None and (dyn != n or dyc != c or dbn != c):
+        raise ValueError(f"dy_out ({dyn}, {dyc}) / db_out ({dbn},) do not fit ({n}, {c})")
+    if b_sgd is not None and (dy_out is None or bsn != c):
+        raise ValueError("b_sgd needs dy_out/db_out and length C")
+    return 0
+
+
+# ------------------------------------------------------------------------------ def kernels
+
+def bias_relu_forward(floating[:, ::1] a not None,              # IN/OUT: (N, H) a -> relu(a + b)
+                      const floating[::1] b not None,           # IN: (H,)
+                      unsigned char[:, ::1] mask_out not None,  # OUT: (N, H) 1 where a + b <= 0
+                      *, int n_threads=1):
+    """``a = relu(a + b)`` in place; ``mask_out = (a + b <= 0)``."""
+    cdef Py_ssize_t n = a.shape[0], m = a.shape[1], parts = max(n_threads, 1), p, lo, hi
+    if b.shape[0] != m or mask_out.shape[0] != n or mask_out.shape[1] != m:
+        raise ValueError(f"bias_relu_forward: a ({n}, {m}), b ({b.shape[0]},), mask_out "
+                         f"({mask_out.shape[0]}, {mask_out.shape[1]}) do not fit")
+    if n == 0 or m == 0:
+        return
+    if parts == 1:
+        # Not through prange: even a one-thread OpenMP region costs ~1.5 us per call here.
+        with nogil:
+            _bias_relu_rows(&a[0, 0], &b[0], &mask_out[0, 0], n, m)
+        return
+    for p in prange(parts, nogil=True, schedule="static", num_threads=parts):
+        lo = block_start(n, parts, p)
+        hi = block_start(n, parts, p + 1)
+        if hi > lo:
+            _bias_relu_rows(&a[lo, 0], &b[0], &mask_out[lo, 0], hi - lo, m)
+
+
+def bias_softmax_xent(floating[:, ::1] s not None,        # IN/OUT: (N, C) logits without bias
+                      const floating[::1] b not None,     # IN: (C,) bias, added to s in place
+                      const label_t[::1] t not None,      # IN: (N,) labels
+                      floating[:, ::1] y_out not None,    # OUT: (N, C) softmax
+                      floating[:, ::1] dy_out=None,       # OUT: (N, C) (y - onehot(t)) / N
+                      floating[::1] db_out=None,          # OUT: (C,) column sum of dy_out
+                      floating[::1] b_sgd=None,           # IN/OUT: (C,) b_sgd -= lr * db_out
+                      double lr=0.0, *, int n_threads=1):
+    """Bias add, softmax and mean cross-entropy (returned as a double); optionally backward.
+
+    With ``dy_out``/``db_out`` also the gradient with respect to the logits and the bias;
+    with ``b_sgd`` (normally ``b`` itself) also the SGD step on the bias, after ``s`` used it.
+    """
+    cdef Py_ssize_t n = s.shape[0], c = s.shape[1], parts = max(n_threads, 1), p
+    cdef floating *dy = NULL
+    cdef double *row_loss
+    cdef double *acc
+    cdef double loss = 0.0
+    _check_step(n, c, b.shape[0], t.shape[0], -1, y_out.shape[0], y_out.shape[1],
+                dy_out, dy_out.shape[0] if dy_out is not None else 0,
+                dy_out.shape[1] if dy_out is not None else 0,
+                db_out, db_out.shape[0] if db_out is not None else 0,
+                b_sgd, b_sgd.shape[0] if b_sgd is not None else 0)
+    _check_labels(t, c)
+    if dy_out is not None:
+        dy = &dy_out[0, 0]
+    row_loss = <double *>malloc((n + c) * sizeof(double))
+    if row_loss == NULL:
+        raise MemoryError()
+    acc = row_loss + n
+    if parts == 1:
+        with nogil:
+            _xent_label_rows(&s[0, 0], &b[0], &t[0], &y_out[0, 0], dy, row_loss, 0, n, n, c)
+    else:
+        for p in prange(parts, nogil=True, schedule="static", num_threads=parts):
+            _xent_label_rows(&s[0, 0], &b[0], &t[0], &y_out[0, 0], dy, row_loss,
+                             block_start(n, parts, p), block_start(n, parts, p + 1), n, c)
+    with nogil:
+        for p in range(n):
+            loss += row_loss[p]
+        loss = -loss / n
+        if dy != NULL:
+            _colsum_sgd(dy, n, c, &db_out[0], &b_sgd[0] if b_sgd is not None else NULL,
+                        <floating>lr, acc)
+    free(row_loss)
+    return loss
+
+
+def bias_softmax_xent_onehot(floating[:, ::1] s not None,        # IN/OUT: (N, C)
+                             const floating[::1] b not None,     # IN: (C,)
+                             const target_t[:, ::1] t not None,  # IN: (N, C) one-hot
+                             floating[:, ::1] y_out not None,    # OUT: (N, C)
+                             floating[:, ::1] dy_out=None,       # OUT: (N, C) (y - t) / N
+                             floating[::1] db_out=None,          # OUT: (C,)
+                             floating[::1] b_sgd=None,           # IN/OUT: (C,)
+                             double lr=0.0, *, int n_threads=1):
+    """As ``bias_softmax_xent``, the label of a row being the argmax of ``t`` (the book's rule)."""
+    cdef Py_ssize_t n = s.shape[0], c = s.shape[1], parts = max(n_threads, 1), p
+    cdef floating *dy = NULL
+    cdef double *row_loss
+    cdef double *acc
+    cdef double loss = 0.0
+    _check_step(n, c, b.shape[0], t.shape[0], t.shape[1], y_out.shape[0], y_out.shape[1],
+                dy_out, dy_out.shape[0] if dy_out is not None else 0,
+                dy_out.shape[1] if dy_out is not None else 0,
+                db_out, db_out.shape[0] if db_out is not None else 0,
+                b_sgd, b_sgd.shape[0] if b_sgd is not None else 0)
+    if dy_out is not None:
+        dy = &dy_out[0, 0]
+    row_loss = <double *>malloc((n + c) * sizeof(double))
+    if row_loss == NULL:
+        raise MemoryError()
+    acc = row_loss + n
+    if parts == 1:
+        with nogil:
+            _xent_onehot_rows(&s[0, 0], &b[0], &t[0, 0], &y_out[0, 0], dy, row_loss, 0, n, n, c)
+    else:
+        for p in prange(parts, nogil=True, schedule="static", num_threads=parts):
+            _xent_onehot_rows(&s[0, 0], &b[0], &t[0, 0], &y_out[0, 0], dy, row_loss,
+                              block_start(n, parts, p), block_start(n, parts, p + 1), n, c)
+    with nogil:
+        for p in range(n):
+            loss += row_loss[p]
+        loss = -loss / n
+        if dy != NULL:
+            _colsum_sgd(dy, n, c, &db_out[0], &b_sgd[0] if b_sgd is not None else NULL,
+                        <floating>lr, acc)
+    free(row_loss)
+    return loss
+
+
+def relu_backward_colsum(floating[:, ::1] dh not None,              # IN/OUT: (N, H)
+                         const unsigned char[:, ::1] mask not None,  # IN: (N, H)
+                         floating[::1] db_out not None,              # OUT: (H,)
+                         floating[::1] b_sgd=None,                   # IN/OUT: (H,)
+                         double lr=0.0, *, int n_threads=1):
+    """``dh[mask] = 0`` in place; ``db_out = dh.sum(axis=0)``; optionally ``b_sgd -= lr * db_out``."""
+    cdef Py_ssize_t n = dh.shape[0], m = dh.shape[1], parts = max(n_threads, 1), p, lo, hi
+    cdef floating *b = NULL
+    cdef floating lr_ = <floating>lr
+    cdef double *acc
+    if mask.shape[0] != n or mask.shape[1] != m or db_out.shape[0] != m:
+        raise ValueError(f"relu_backward_colsum: dh ({n}, {m}), mask ({mask.shape[0]}, "
+                         f"{mask.shape[1]}), db_out ({db_out.shape[0]},) do not fit")
+    if b_sgd is not None:
+        if b_sgd.shape[0] != m:
+            raise ValueError(f"relu_backward_colsum: b_sgd has length {b_sgd.shape[0]}, not {m}")
+        if m:
+            b = &b_sgd[0]
+    if m == 0:
+        return
+    if n == 0:
+        # NumPy's sum over an empty axis is 0; the SGD step then leaves b unchanged.
+        db_out[:] = 0
+        return
+    acc = <double *>malloc(m * sizeof(double))
+    if acc == NULL:
+        raise MemoryError()
+    if parts == 1:
+        with nogil:
+            _relu_bwd_colsum_block(&dh[0, 0], &mask[0, 0], n, m, 0, m, &db_out[0], b, lr_, acc)
+    else:
+        for p in prange(parts, nogil=True, schedule="static", num_threads=parts):
+            lo = block_start(m, parts, p)
+            hi = block_start(m, parts, p + 1)
+            if hi > lo:
+                _relu_bwd_colsum_block(&dh[0, 0], &mask[0, 0], n, m, lo, hi, &db_out[0], b,
+                                       lr_, acc)
+    free(acc)
