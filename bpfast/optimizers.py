@@ -103,12 +103,17 @@ def flat_views(p, g, *state):
     return tuple(a.reshape(-1, order=order) for a in arrays)
 
 
-def sgd_step(p, g, lr):
-    """``p -= lr * g`` in place with the kernel; False (nothing done) if it does not apply."""
+def sgd_step(p, g, lr, n_threads=None):
+    """``p -= lr * g`` in place with the kernel; False (nothing done) if it does not apply.
+
+    ``n_threads`` defaults to the elementwise threshold rule of the layers.
+    """
     views = flat_views(p, g)
     if views is None or not weak_scalar(lr, p.dtype):
         return False
-    _SGD[p.dtype](views[0], views[1], lr, n_threads=threads_for(p.size, _PAR_ELEMENTWISE))
+    if n_threads is None:
+        n_threads = threads_for(p.size, _PAR_ELEMENTWISE)
+    _SGD[p.dtype](views[0], views[1], lr, n_threads=n_threads)
     return True
 
 

@@ -61,6 +61,7 @@ from collections import OrderedDict
 import numpy as np
 
 from bpfast import reference as _ref
+from bpfast._kernels import optimizers as _kopt
 from bpfast._kernels import two_layer_net as _knet
 from bpfast._threads import threads_for
 from bpfast._validation import F32, F64, KERNEL_DTYPES, labels_for
@@ -70,9 +71,14 @@ from bpfast.optimizers import SGD, sgd_step, weak_scalar
 
 __all__ = ["TwoLayerNet"]
 
-# Thresholds (elements) above which the kernels use a thread team, as in bpfast.layers.
-_PAR_ELEMENTWISE = 1 << 16
-_PAR_ROWS = 1 << 14
+# Sizes (elements) above which the step's own kernels use a thread team.  Far higher than the
+# drop-in layers' thresholds on purpose: here every kernel sits between two multi-threaded
+# GEMMs, single-threaded they take < 1 ms even at batch 1000 x hidden 1000 (~1 % of the
+# step), and a thread team that has to wait for a core the BLAS threads (or another process)
+# hold cost 7-9 ms per kernel call on this shared 2-core machine
+# (`python tools/bench_train_step.py`; see its docstring).
+_PAR_ELEMENTWISE = 1 << 22
+_PAR_ROWS = 1 << 20
 # Batch shapes whose buffers are kept (a training loop needs one or two: full batches and a
 # last partial one; numerical_gradient on a small batch another).
 _MAX_WORKSPACES = 4
@@ -81,17 +87,20 @@ _CTYPE = {F32: "float", F64: "double"}
 _LABEL_CTYPE = {np.dtype(np.uint8): "unsigned char", np.dtype(np.intc): "int",
                 np.dtype(np.int_): "long"}
 _BIAS_RELU = {d: _knet.bias_relu_forward[c] for d, c in _CTYPE.items()}
+_SGD = {d: _kopt.sgd_update[c] for d, c in _CTYPE.items()}
 _RELU_BWD = {d: _knet.relu_backward_colsum[c] for d, c in _CTYPE.items()}
-_XENT = {
-    (d, lt): _knet.bias_softmax_xent[f"{c}|{lc}"]
+_XENT = {  # (logits dtype, target dtype, one-hot) -> (loss kernel, loss + gradient kernel)
+    (d, lt, False): (_knet.bias_softmax_xent[f"{c}|{lc}"],
+                     _knet.bias_softmax_xent_grad[f"{c}|{lc}"])
     for d, c in _CTYPE.items()
     for lt, lc in _LABEL_CTYPE.items()
 }
-_XENT_ONEHOT = {
-    (d, tt): _knet.bias_softmax_xent_onehot[f"{c}|{tc}"]
+_XENT.update({
+    (d, tt, True): (_knet.bias_softmax_xent_onehot[f"{c}|{tc}"],
+                    _knet.bias_softmax_xent_onehot_grad[f"{c}|{tc}"])
     for d, c in _CTYPE.items()
     for tt, tc in _CTYPE.items()
-}
+})
 
 
 class _Workspace:
@@ -344,7 +353,12 @@ class TwoLayerNet(_ref.TwoLayerNet):
         return plan
 
     def _params_are_layers(self, plan):
-        """True when ``params`` is exactly the layers' arrays, so a fused update is the book's."""
+        """True when ``params`` is exactly the layers' (writeable) arrays.
+
+        Then the fused update -- in the order the gradients become ready: b2, W2, b1, W1 --
+        is the book's loop over W1, b1, W2, b2.  A read-only parameter goes the book's way,
+        so that it raises before anything was updated, as the book's loop does.
+        """
         params = self.params
         return (
             type(params) is dict
@@ -353,6 +367,10 @@ class TwoLayerNet(_ref.TwoLayerNet):
             and params.get("b1") is plan.b1
             and params.get("W2") is plan.W2
             and params.get("b2") is plan.b2
+            and plan.W1.flags.writeable
+            and plan.b1.flags.writeable
+            and plan.W2.flags.writeable
+            and plan.b2.flags.writeable
         )
 
     def _workspace(self, plan):
@@ -400,20 +418,18 @@ class TwoLayerNet(_ref.TwoLayerNet):
         np.dot(ws.a, W2, out=ws.s)
         b2c = b2 if b2.flags.c_contiguous else np.ascontiguousarray(b2)
         nt = threads_for(n * c, _PAR_ROWS)
-        if plan.onehot:
-            xent = _XENT_ONEHOT[dtype, plan.labels.dtype]
-        else:
-            xent = _XENT[dtype, plan.labels.dtype]
+        xent_loss, xent_grad = _XENT[dtype, plan.labels.dtype, plan.onehot]
         if not backward:
-            loss = xent(ws.s, b2c, plan.labels, ws.y, n_threads=nt)
+            loss = xent_loss(ws.s, b2c, plan.labels, ws.y, n_threads=nt)
             self._set_forward_state(plan, ws, dtype.type(loss))
             return plan.last.loss
 
         dW1, db1, dW2, db2 = self._grad_buffers(plan)
         # b2's SGD step rides in the kernel that produces db2 (after s has used b2).
-        b2_in_kernel = fused and b2c is b2 and b2.flags.writeable
-        loss = xent(ws.s, b2c, plan.labels, ws.y, ws.dy, db2, b2 if b2_in_kernel else None,
-                    lr if b2_in_kernel else 0.0, n_threads=nt)
+        b2_in_kernel = fused and b2c is b2
+        loss = xent_grad(ws.s, b2c, plan.labels, ws.y, ws.dy, db2,
+                         b_sgd=b2 if b2_in_kernel else None, lr=lr if b2_in_kernel else 0.0,
+                         n_threads=nt)
         self._set_forward_state(plan, ws, dtype.type(loss))
         # Backward through Affine2 with the *current* W2 (before its update).
         np.dot(ws.a.T, ws.dy, out=dW2)
@@ -424,9 +440,9 @@ class TwoLayerNet(_ref.TwoLayerNet):
                 _sgd(b2, db2, lr)
         # Relu backward and db1 in one pass (b1's step with it); Affine1's dW only -- its
         # input gradient is never used.
-        b1_in_kernel = fused and b1.flags.c_contiguous and b1.flags.writeable
-        _RELU_BWD[dtype](ws.dh, ws.mask, db1, b1 if b1_in_kernel else None,
-                         lr if b1_in_kernel else 0.0,
+        b1_in_kernel = fused and b1.flags.c_contiguous
+        _RELU_BWD[dtype](ws.dh, ws.mask, db1, b_sgd=b1 if b1_in_kernel else None,
+                         lr=lr if b1_in_kernel else 0.0,
                          n_threads=threads_for(n * h, _PAR_ELEMENTWISE))
         np.dot(xin.T, ws.dh, out=dW1)
         if fused:
@@ -452,6 +468,13 @@ class TwoLayerNet(_ref.TwoLayerNet):
 
 
 def _sgd(p, g, lr):
-    """``p -= lr * g`` in place: the kernel, or NumPy's statement for any other layout."""
-    if not sgd_step(p, g, lr):
+    """``p -= lr * g`` in place: the kernel, or NumPy's statement for any other layout.
+
+    ``g`` is one of the network's gradient buffers (C-contiguous, p's shape and dtype) and
+    ``lr`` was checked by ``weak_scalar``; only ``p`` needs looking at.
+    """
+    nt = threads_for(p.size, _PAR_ELEMENTWISE)
+    if p.flags.c_contiguous and p.flags.writeable and not np.may_share_memory(p, g):
+        _SGD[p.dtype](p.reshape(-1), g.reshape(-1), lr, n_threads=nt)
+    elif not sgd_step(p, g, lr, n_threads=nt):
         p -= lr * g

@@ -269,6 +269,21 @@ def test_failed_step_leaves_params_untouched():
         np.testing.assert_array_equal(net.params[key], before[key])
 
 
+def test_read_only_weight_raises_before_any_update():
+    net_ref, net = net_pair((30, 8, 4), seed=25)
+    x, t = batch(26, 12, features=30, classes=4)
+    for n in (net_ref, net):
+        n.params["W1"].setflags(write=False)
+    before = {k: v.copy() for k, v in net.params.items()}
+    with pytest.raises(ValueError):
+        ref.SGD(0.1).update(net_ref.params, net_ref.gradient(x, t))
+    with pytest.raises(ValueError):
+        net.train_step(x, t, 0.1)
+    for key in before:  # the book's loop starts with W1: nothing was updated
+        np.testing.assert_array_equal(net.params[key], before[key])
+        np.testing.assert_array_equal(net_ref.params[key], before[key])
+
+
 # ------------------------------------------------------------------ buffers and aliasing
 
 
@@ -364,9 +379,12 @@ def test_no_allocation_per_step_for_a_repeated_batch_shape():
     assert peak < one_buffer // 4, peak
 
 
-def test_results_do_not_depend_on_thread_count():
-    # Big enough for every kernel of the step to split its work (hidden 300 x batch 300,
-    # 100 classes).
+def test_results_do_not_depend_on_thread_count(monkeypatch):
+    # Thresholds lowered so that every kernel of the step splits its work.
+    import bpfast.two_layer_net as tln
+
+    monkeypatch.setattr(tln, "_PAR_ELEMENTWISE", 1 << 10)
+    monkeypatch.setattr(tln, "_PAR_ROWS", 1 << 10)
     results = []
     x, t = batch(22, 300, features=64, classes=100)
     for threads in (1, 2):
@@ -383,13 +401,16 @@ def test_results_do_not_depend_on_thread_count():
         np.testing.assert_array_equal(results[0][1][key], results[1][1][key])
 
 
-def test_real_digits_if_the_datasets_package_is_there():
+@pytest.mark.parametrize("one_hot_label", [False, True])
+def test_real_digits_same_losses_as_the_book(one_hot_label):
+    # The 5,000 MNIST digits embedded in bpfast.datasets (uint8 labels or float64 one-hot).
     datasets = pytest.importorskip("bpfast.datasets")
-    (x_train, t_train), _ = datasets.load_mnist(normalize=True, one_hot_label=True)
+    (x_train, t_train), _ = datasets.load_dataset("embedded", one_hot_label=one_hot_label)
     net_ref, net = net_pair(SIZES, seed=24)
-    for i in range(20):
+    for i in range(40):
         x, t = x_train[i * 100:(i + 1) * 100], t_train[i * 100:(i + 1) * 100]
         grads = net_ref.gradient(x, t)
         loss_ref = net_ref.lastLayer.loss
         ref.SGD(0.1).update(net_ref.params, grads)
         np.testing.assert_allclose(net.train_step(x, t, 0.1), loss_ref, rtol=1e-10)
+    assert net.accuracy(x_train[:1000], t_train[:1000]) == net_ref.accuracy(x_train[:1000], t_train[:1000])

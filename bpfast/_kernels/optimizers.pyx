@@ -1,12 +1,13 @@
-# distutils: extra_compile_args = -fno-math-errno
+# distutils: extra_compile_args = -fno-math-errno -ffp-contract=off
 """Kernels of the optimizers (``bpfast.optimizers``; the book's ``common/optimizer.py``).
 
 Each kernel is the book's update of one parameter array, fused into a single pass: the book's
 NumPy statements touch every element 3-8 times and allocate a temporary per operation
 (``lr * g``, ``g * g``, ``np.sqrt(h)``, ...); here every element is read and written once.
+The loops are in ``optimizers.h``, compiled per ISA with run-time dispatch.
 
 Bit-exactness.  Every operation is the book's, in the book's order, in the book's precision,
-so float64 results are bit-identical to NumPy's:
+so results are bit-identical to NumPy's for float64 and float32:
 
 * hyperparameters arrive as C doubles and are rounded to the array's precision once, as NumPy
   does with a Python float (a "weak" scalar, NEP 50) -- the Python layer only sends
@@ -16,107 +17,99 @@ so float64 results are bit-identical to NumPy's:
   Python, exactly as the book does;
 * Adam's ``lr_t`` is a ``numpy.float64`` in the book, so for float32 parameters the last
   statement runs in double and is rounded to float32 on the store, as NumPy's ``-=`` does;
-* this module is compiled for baseline x86-64, which has no FMA: GCC cannot contract
-  ``a * b + c`` into one rounding (an AVX2+FMA build could, changing the last bit).  Do not
-  move these loops into ``simd.h``'s ``target_clones`` dispatch without ``-ffp-contract=off``.
+* floating-point contraction is off (``-ffp-contract=off`` above, and a pragma in
+  ``optimizers.h``), so the AVX2/AVX-512 clones never fuse ``a - b * c`` into one FMA
+  rounding; GCC does that by default whenever the target has FMA (verified: 8 FMAs in a
+  test loop without the flag, 0 with it).
 
-``-fno-math-errno`` (the directive on the first line) only stops ``sqrt`` of a negative number
-from setting C's ``errno``; the value is still NaN.  Without it GCC keeps a scalar libm call
-in the loop and cannot vectorise ``sqrt``.
+``-fno-math-errno`` (first line) only stops ``sqrt`` of a negative number from setting C's
+``errno``; the value is NaN either way, as NumPy's.  Without it GCC keeps a scalar libm call
+per element and cannot vectorise the square root (GCC 12 ignores ``no-math-errno`` in an
+``optimize`` pragma, hence the flag).  Both flags are GCC/Clang spellings; MSVC ignores
+unknown options with a warning.
 
 Invariants (checked by the Python layer, lengths again here): all arrays are 1-D views of
 C-contiguous (or all F-contiguous) arrays of the same shape and dtype that do not overlap.
 """
 from cython.parallel cimport prange
 from cython cimport floating
-from libc.math cimport sqrt, sqrtf
 
 from bpfast._kernels._parallel cimport block_start
 
 
-cdef inline floating _sqrt(floating x) noexcept nogil:
-    if floating is float:
-        return sqrtf(x)
-    else:
-        return sqrt(x)
+cdef extern from "optimizers.h" nogil:
+    void bp_sgd_f64(double *p, const double *g, double lr, Py_ssize_t n) noexcept
+    void bp_sgd_f32(float *p, const float *g, float lr, Py_ssize_t n) noexcept
+    void bp_momentum_f64(double *p, double *v, const double *g, double mu, double lr,
+                         Py_ssize_t n) noexcept
+    void bp_momentum_f32(float *p, float *v, const float *g, float mu, float lr,
+                         Py_ssize_t n) noexcept
+    void bp_nesterov_f64(double *p, double *v, const double *g, double mm, double c,
+                         double mu, double lr, Py_ssize_t n) noexcept
+    void bp_nesterov_f32(float *p, float *v, const float *g, float mm, float c, float mu,
+                         float lr, Py_ssize_t n) noexcept
+    void bp_adagrad_f64(double *p, double *h, const double *g, double lr, double eps,
+                        Py_ssize_t n) noexcept
+    void bp_adagrad_f32(float *p, float *h, const float *g, float lr, float eps,
+                        Py_ssize_t n) noexcept
+    void bp_rmsprop_f64(double *p, double *h, const double *g, double decay, double c,
+                        double lr, double eps, Py_ssize_t n) noexcept
+    void bp_rmsprop_f32(float *p, float *h, const float *g, float decay, float c, float lr,
+                        float eps, Py_ssize_t n) noexcept
+    void bp_adam_f64(double *p, double *m, double *v, const double *g, double c1, double c2,
+                     double lr_t, double eps, Py_ssize_t n) noexcept
+    void bp_adam_f32(float *p, float *m, float *v, const float *g, float c1, float c2,
+                     double lr_t, float eps, Py_ssize_t n) noexcept
 
 
 # ------------------------------------------------------------------------------ primitives
+# One per optimizer, dispatching on the dtype to the loops of optimizers.h.
 
-cdef void _sgd(floating *p, const floating *g, floating lr, Py_ssize_t n) noexcept nogil:
-    # p -= lr * g
-    cdef Py_ssize_t i
-    for i in range(n):
-        p[i] = p[i] - lr * g[i]
-
-
-cdef void _momentum(floating *p, floating *v, const floating *g, floating mu, floating lr,
-                    Py_ssize_t n) noexcept nogil:
-    # v = momentum * v - lr * g;  p += v
-    cdef Py_ssize_t i
-    cdef floating vi
-    for i in range(n):
-        vi = mu * v[i] - lr * g[i]
-        v[i] = vi
-        p[i] = p[i] + vi
+cdef inline void _sgd(floating *p, const floating *g, floating lr, Py_ssize_t n) noexcept nogil:
+    if floating is float:
+        bp_sgd_f32(p, g, lr, n)
+    else:
+        bp_sgd_f64(p, g, lr, n)
 
 
-cdef void _nesterov(floating *p, floating *v, const floating *g, floating mm, floating c,
-                    floating mu, floating lr, Py_ssize_t n) noexcept nogil:
-    # p += (momentum * momentum) * v;  p -= ((1 + momentum) * lr) * g;
-    # v *= momentum;  v -= lr * g
-    cdef Py_ssize_t i
-    cdef floating pi, vi, gi
-    for i in range(n):
-        gi = g[i]
-        vi = v[i]
-        pi = p[i] + mm * vi
-        p[i] = pi - c * gi
-        vi = vi * mu
-        v[i] = vi - lr * gi
+cdef inline void _momentum(floating *p, floating *v, const floating *g, floating mu,
+                           floating lr, Py_ssize_t n) noexcept nogil:
+    if floating is float:
+        bp_momentum_f32(p, v, g, mu, lr, n)
+    else:
+        bp_momentum_f64(p, v, g, mu, lr, n)
 
 
-cdef void _adagrad(floating *p, floating *h, const floating *g, floating lr, floating eps,
-                   Py_ssize_t n) noexcept nogil:
-    # h += g * g;  p -= lr * g / (sqrt(h) + 1e-7)
-    cdef Py_ssize_t i
-    cdef floating hi, gi
-    for i in range(n):
-        gi = g[i]
-        hi = h[i] + gi * gi
-        h[i] = hi
-        p[i] = p[i] - (lr * gi) / (_sqrt(hi) + eps)
+cdef inline void _nesterov(floating *p, floating *v, const floating *g, floating mm,
+                           floating c, floating mu, floating lr, Py_ssize_t n) noexcept nogil:
+    if floating is float:
+        bp_nesterov_f32(p, v, g, mm, c, mu, lr, n)
+    else:
+        bp_nesterov_f64(p, v, g, mm, c, mu, lr, n)
 
 
-cdef void _rmsprop(floating *p, floating *h, const floating *g, floating decay, floating c,
-                   floating lr, floating eps, Py_ssize_t n) noexcept nogil:
-    # h *= decay;  h += (1 - decay) * g * g;  p -= lr * g / (sqrt(h) + 1e-7)
-    cdef Py_ssize_t i
-    cdef floating hi, gi
-    for i in range(n):
-        gi = g[i]
-        hi = h[i] * decay
-        hi = hi + (c * gi) * gi
-        h[i] = hi
-        p[i] = p[i] - (lr * gi) / (_sqrt(hi) + eps)
+cdef inline void _adagrad(floating *p, floating *h, const floating *g, floating lr,
+                          floating eps, Py_ssize_t n) noexcept nogil:
+    if floating is float:
+        bp_adagrad_f32(p, h, g, lr, eps, n)
+    else:
+        bp_adagrad_f64(p, h, g, lr, eps, n)
 
 
-cdef void _adam(floating *p, floating *m, floating *v, const floating *g, floating c1,
-                floating c2, double lr_t, floating eps, Py_ssize_t n) noexcept nogil:
-    # m += (1 - beta1) * (g - m);  v += (1 - beta2) * (g**2 - v);
-    # p -= lr_t * m / (sqrt(v) + 1e-7)      -- lr_t is a float64 scalar in the book
-    cdef Py_ssize_t i
-    cdef floating mi, vi, gi
-    for i in range(n):
-        gi = g[i]
-        mi = m[i] + c1 * (gi - m[i])
-        vi = v[i] + c2 * (gi * gi - v[i])
-        m[i] = mi
-        v[i] = vi
-        if floating is float:
-            p[i] = <float>(<double>p[i] - (lr_t * <double>mi) / <double>(_sqrt(vi) + eps))
-        else:
-            p[i] = p[i] - (lr_t * mi) / (_sqrt(vi) + eps)
+cdef inline void _rmsprop(floating *p, floating *h, const floating *g, floating decay,
+                          floating c, floating lr, floating eps, Py_ssize_t n) noexcept nogil:
+    if floating is float:
+        bp_rmsprop_f32(p, h, g, decay, c, lr, eps, n)
+    else:
+        bp_rmsprop_f64(p, h, g, decay, c, lr, eps, n)
+
+
+cdef inline void _adam(floating *p, floating *m, floating *v, const floating *g, floating c1,
+                       floating c2, double lr_t, floating eps, Py_ssize_t n) noexcept nogil:
+    if floating is float:
+        bp_adam_f32(p, m, v, g, c1, c2, lr_t, eps, n)
+    else:
+        bp_adam_f64(p, m, v, g, c1, c2, lr_t, eps, n)
 
 
 # ------------------------------------------------------------------------------ def kernels
@@ -130,7 +123,8 @@ cdef int _check(str name, Py_ssize_t n, Py_ssize_t a, Py_ssize_t b=-1,
 
 def sgd_update(floating[::1] p not None,        # IN/OUT: parameter
                const floating[::1] g not None,  # IN: gradient
-               double lr, *, int n_threads=1):
+               double lr,
+               *, int n_threads=1):
     """``p -= lr * g`` (``lr`` rounded to p's precision)."""
     cdef Py_ssize_t n = p.shape[0], parts = max(n_threads, 1), q, lo, hi
     cdef floating lr_ = <floating>lr
@@ -152,7 +146,8 @@ def sgd_update(floating[::1] p not None,        # IN/OUT: parameter
 def momentum_update(floating[::1] p not None,        # IN/OUT: parameter
                     floating[::1] v not None,        # IN/OUT: velocity
                     const floating[::1] g not None,  # IN: gradient
-                    double momentum, double lr, *, int n_threads=1):
+                    double momentum, double lr,
+                    *, int n_threads=1):
     """``v = momentum * v - lr * g; p += v`` (v updated in place)."""
     cdef Py_ssize_t n = p.shape[0], parts = max(n_threads, 1), q, lo, hi
     cdef floating mu_ = <floating>momentum, lr_ = <floating>lr
@@ -173,8 +168,8 @@ def momentum_update(floating[::1] p not None,        # IN/OUT: parameter
 def nesterov_update(floating[::1] p not None,        # IN/OUT: parameter
                     floating[::1] v not None,        # IN/OUT: velocity
                     const floating[::1] g not None,  # IN: gradient
-                    double momentum_sq, double step, double momentum, double lr, *,
-                    int n_threads=1):
+                    double momentum_sq, double step, double momentum, double lr,
+                    *, int n_threads=1):
     """``p += momentum_sq * v; p -= step * g; v *= momentum; v -= lr * g``.
 
     ``momentum_sq = momentum * momentum`` and ``step = (1 + momentum) * lr`` are computed by
@@ -200,7 +195,8 @@ def nesterov_update(floating[::1] p not None,        # IN/OUT: parameter
 def adagrad_update(floating[::1] p not None,        # IN/OUT: parameter
                    floating[::1] h not None,        # IN/OUT: sum of squared gradients
                    const floating[::1] g not None,  # IN: gradient
-                   double lr, double eps, *, int n_threads=1):
+                   double lr, double eps,
+                   *, int n_threads=1):
     """``h += g * g; p -= lr * g / (sqrt(h) + eps)``."""
     cdef Py_ssize_t n = p.shape[0], parts = max(n_threads, 1), q, lo, hi
     cdef floating lr_ = <floating>lr, eps_ = <floating>eps
@@ -221,8 +217,8 @@ def adagrad_update(floating[::1] p not None,        # IN/OUT: parameter
 def rmsprop_update(floating[::1] p not None,        # IN/OUT: parameter
                    floating[::1] h not None,        # IN/OUT: running mean of g * g
                    const floating[::1] g not None,  # IN: gradient
-                   double decay, double one_minus_decay, double lr, double eps, *,
-                   int n_threads=1):
+                   double decay, double one_minus_decay, double lr, double eps,
+                   *, int n_threads=1):
     """``h *= decay; h += one_minus_decay * g * g; p -= lr * g / (sqrt(h) + eps)``."""
     cdef Py_ssize_t n = p.shape[0], parts = max(n_threads, 1), q, lo, hi
     cdef floating d_ = <floating>decay, c_ = <floating>one_minus_decay
@@ -245,8 +241,8 @@ def adam_update(floating[::1] p not None,        # IN/OUT: parameter
                 floating[::1] m not None,        # IN/OUT: first moment
                 floating[::1] v not None,        # IN/OUT: second moment
                 const floating[::1] g not None,  # IN: gradient
-                double one_minus_beta1, double one_minus_beta2, double lr_t, double eps, *,
-                int n_threads=1):
+                double one_minus_beta1, double one_minus_beta2, double lr_t, double eps,
+                *, int n_threads=1):
     """``m += c1 * (g - m); v += c2 * (g * g - v); p -= lr_t * m / (sqrt(v) + eps)``.
 
     ``lr_t`` stays a double: the last statement runs in double also for float32 ``p``.

@@ -6,8 +6,9 @@ and backward layer by layer, each operation a separate NumPy pass with its own t
 into buffers it owns) and does everything between them here, one pass each:
 
 * ``bias_relu_forward``: ``h = relu(a + b1)`` in place on the GEMM output, with the Relu mask;
-* ``bias_softmax_xent``: ``s += b2``, row softmax, cross-entropy, and on request the
-  gradient ``dy = (y - onehot(t)) / N``, its column sum ``db2`` and the SGD update of ``b2``;
+* ``bias_softmax_xent``: ``s += b2``, row softmax, cross-entropy; ``bias_softmax_xent_grad``
+  also the gradient ``dy = (y - onehot(t)) / N``, its column sum ``db2`` and on request the
+  SGD update of ``b2`` (``*_onehot*`` for one-hot targets);
 * ``relu_backward_colsum``: ``dh[mask] = 0``, its column sum ``db1``, and on request the SGD
   update of ``b1``.
 
@@ -176,9 +177,8 @@ cdef int _check_labels(const label_t[::1] t, Py_ssize_t c) except -1:
 
 
 cdef int _check_step(Py_ssize_t n, Py_ssize_t c, Py_ssize_t bn, Py_ssize_t tn, Py_ssize_t tc,
-                     Py_ssize_t yn, Py_ssize_t yc, object dy_out, Py_ssize_t dyn,
-                     Py_ssize_t dyc, object db_out, Py_ssize_t dbn, object b_sgd,
-                     Py_ssize_t bsn) except -1:
+                     Py_ssize_t yn, Py_ssize_t yc) except -1:
+    # tc < 0: labels (no column count to check).
     if n == 0 or c == 0:
         raise ValueError(f"logits of shape ({n}, {c}) are empty")
     if bn != c:
@@ -187,14 +187,59 @@ cdef int _check_step(Py_ssize_t n, Py_ssize_t c, Py_ssize_t bn, Py_ssize_t tn, P
         raise ValueError(f"targets of {tn} rows" + (f" x {tc} columns" if tc >= 0 else "")
                          + f" do not fit logits of shape ({n}, {c})")
     if yn != n or yc != c:
-        raise ValueError(f"y_out of shape ({yn}, {yc}) does not fit logits ({n}, {c})")
-    if (dy_out is None) != (db_out is None):
-        raise ValueError("dy_out and db_out go together")
-    if dy_out is not None and (dyn != n or dyc != c or dbn != c):
-        raise ValueError(f"dy_out ({dyn}, {dyc}) / db_out ({dbn},) do not fit ({n}, {c})")
-    if b_sgd is not None and (dy_out is None or bsn != c):
-        raise ValueError("b_sgd needs dy_out/db_out and length C")
+        raise ValueError(f"an output of shape ({yn}, {yc}) does not fit logits ({n}, {c})")
     return 0
+
+
+cdef int _check_grad(Py_ssize_t n, Py_ssize_t c, Py_ssize_t dyn, Py_ssize_t dyc,
+                     Py_ssize_t dbn, Py_ssize_t bsn) except -1:
+    # bsn < 0: no SGD step.
+    if dyn != n or dyc != c:
+        raise ValueError(f"dy_out of shape ({dyn}, {dyc}) does not fit logits ({n}, {c})")
+    if dbn != c or (bsn >= 0 and bsn != c):
+        raise ValueError(f"db_out ({dbn},) / b_sgd ({bsn},) do not fit {c} classes")
+    return 0
+
+
+cdef double _mean_loss(const double *row_loss, Py_ssize_t n) noexcept nogil:
+    # Row order, in double: the same sum whatever the number of threads.
+    cdef Py_ssize_t i
+    cdef double s = 0.0
+    for i in range(n):
+        s += row_loss[i]
+    return -s / n
+
+
+cdef double _xent_labels(floating[:, ::1] s, const floating[::1] b, const label_t[::1] t,
+                         floating[:, ::1] y, floating *dy, floating *db, floating *b_sgd,
+                         floating lr, double *work, int parts) noexcept nogil:
+    # Forward for every row (and dy when dy != NULL), then the loss, db and the SGD step.
+    # work: n + c doubles (per-row losses, column accumulators).
+    cdef Py_ssize_t n = s.shape[0], c = s.shape[1], p
+    if parts == 1:
+        _xent_label_rows(&s[0, 0], &b[0], &t[0], &y[0, 0], dy, work, 0, n, n, c)
+    else:
+        for p in prange(parts, schedule="static", num_threads=parts):
+            _xent_label_rows(&s[0, 0], &b[0], &t[0], &y[0, 0], dy, work,
+                             block_start(n, parts, p), block_start(n, parts, p + 1), n, c)
+    if dy != NULL:
+        _colsum_sgd(dy, n, c, db, b_sgd, lr, work + n)
+    return _mean_loss(work, n)
+
+
+cdef double _xent_onehot(floating[:, ::1] s, const floating[::1] b, const target_t[:, ::1] t,
+                         floating[:, ::1] y, floating *dy, floating *db, floating *b_sgd,
+                         floating lr, double *work, int parts) noexcept nogil:
+    cdef Py_ssize_t n = s.shape[0], c = s.shape[1], p
+    if parts == 1:
+        _xent_onehot_rows(&s[0, 0], &b[0], &t[0, 0], &y[0, 0], dy, work, 0, n, n, c)
+    else:
+        for p in prange(parts, schedule="static", num_threads=parts):
+            _xent_onehot_rows(&s[0, 0], &b[0], &t[0, 0], &y[0, 0], dy, work,
+                              block_start(n, parts, p), block_start(n, parts, p + 1), n, c)
+    if dy != NULL:
+        _colsum_sgd(dy, n, c, db, b_sgd, lr, work + n)
+    return _mean_loss(work, n)
 
 
 # ------------------------------------------------------------------------------ def kernels
@@ -222,51 +267,51 @@ def bias_relu_forward(floating[:, ::1] a not None,              # IN/OUT: (N, H)
             _bias_relu_rows(&a[lo, 0], &b[0], &mask_out[lo, 0], hi - lo, m)
 
 
-def bias_softmax_xent(floating[:, ::1] s not None,        # IN/OUT: (N, C) logits without bias
-                      const floating[::1] b not None,     # IN: (C,) bias, added to s in place
-                      const label_t[::1] t not None,      # IN: (N,) labels
-                      floating[:, ::1] y_out not None,    # OUT: (N, C) softmax
-                      floating[:, ::1] dy_out=None,       # OUT: (N, C) (y - onehot(t)) / N
-                      floating[::1] db_out=None,          # OUT: (C,) column sum of dy_out
-                      floating[::1] b_sgd=None,           # IN/OUT: (C,) b_sgd -= lr * db_out
-                      double lr=0.0, *, int n_threads=1):
-    """Bias add, softmax and mean cross-entropy (returned as a double); optionally backward.
-
-    With ``dy_out``/``db_out`` also the gradient with respect to the logits and the bias;
-    with ``b_sgd`` (normally ``b`` itself) also the SGD step on the bias, after ``s`` used it.
-    """
-    cdef Py_ssize_t n = s.shape[0], c = s.shape[1], parts = max(n_threads, 1), p
-    cdef floating *dy = NULL
-    cdef double *row_loss
-    cdef double *acc
-    cdef double loss = 0.0
-    _check_step(n, c, b.shape[0], t.shape[0], -1, y_out.shape[0], y_out.shape[1],
-                dy_out, dy_out.shape[0] if dy_out is not None else 0,
-                dy_out.shape[1] if dy_out is not None else 0,
-                db_out, db_out.shape[0] if db_out is not None else 0,
-                b_sgd, b_sgd.shape[0] if b_sgd is not None else 0)
-    _check_labels(t, c)
-    if dy_out is not None:
-        dy = &dy_out[0, 0]
-    row_loss = <double *>malloc((n + c) * sizeof(double))
-    if row_loss == NULL:
+def bias_softmax_xent(floating[:, ::1] s not None,      # IN/OUT: (N, C) logits; b added in place
+                      const floating[::1] b not None,   # IN: (C,) bias
+                      const label_t[::1] t not None,    # IN: (N,) labels
+                      floating[:, ::1] y_out not None,  # OUT: (N, C) softmax
+                      *, int n_threads=1):
+    """Bias add, softmax and mean cross-entropy (returned as a double): the loss only."""
+    _check_step(s.shape[0], s.shape[1], b.shape[0], t.shape[0], -1, y_out.shape[0],
+                y_out.shape[1])
+    _check_labels(t, s.shape[1])
+    cdef double loss
+    cdef double *work = <double *>malloc((s.shape[0] + s.shape[1]) * sizeof(double))
+    if work == NULL:
         raise MemoryError()
-    acc = row_loss + n
-    if parts == 1:
-        with nogil:
-            _xent_label_rows(&s[0, 0], &b[0], &t[0], &y_out[0, 0], dy, row_loss, 0, n, n, c)
-    else:
-        for p in prange(parts, nogil=True, schedule="static", num_threads=parts):
-            _xent_label_rows(&s[0, 0], &b[0], &t[0], &y_out[0, 0], dy, row_loss,
-                             block_start(n, parts, p), block_start(n, parts, p + 1), n, c)
     with nogil:
-        for p in range(n):
-            loss += row_loss[p]
-        loss = -loss / n
-        if dy != NULL:
-            _colsum_sgd(dy, n, c, &db_out[0], &b_sgd[0] if b_sgd is not None else NULL,
-                        <floating>lr, acc)
-    free(row_loss)
+        loss = _xent_labels(s, b, t, y_out, NULL, NULL, NULL, 0, work, max(n_threads, 1))
+    free(work)
+    return loss
+
+
+def bias_softmax_xent_grad(floating[:, ::1] s not None,       # IN/OUT: (N, C); b added in place
+                           const floating[::1] b not None,    # IN: (C,)
+                           const label_t[::1] t not None,     # IN: (N,) labels
+                           floating[:, ::1] y_out not None,   # OUT: (N, C) softmax
+                           floating[:, ::1] dy_out not None,  # OUT: (N, C) (y - onehot(t)) / N
+                           floating[::1] db_out not None,     # OUT: (C,) dy_out.sum(axis=0)
+                           *, floating[::1] b_sgd=None, double lr=0.0, int n_threads=1):
+    """``bias_softmax_xent`` plus the gradients of the logits and the bias.
+
+    With ``b_sgd`` (normally ``b`` itself) also the SGD step ``b_sgd -= lr * db_out``, after
+    ``s`` used the bias.  Returns the mean loss.
+    """
+    cdef Py_ssize_t n = s.shape[0], c = s.shape[1]
+    _check_step(n, c, b.shape[0], t.shape[0], -1, y_out.shape[0], y_out.shape[1])
+    _check_grad(n, c, dy_out.shape[0], dy_out.shape[1], db_out.shape[0],
+                b_sgd.shape[0] if b_sgd is not None else -1)
+    _check_labels(t, c)
+    cdef floating *bs = &b_sgd[0] if b_sgd is not None else NULL
+    cdef double loss
+    cdef double *work = <double *>malloc((n + c) * sizeof(double))
+    if work == NULL:
+        raise MemoryError()
+    with nogil:
+        loss = _xent_labels(s, b, t, y_out, &dy_out[0, 0], &db_out[0], bs, <floating>lr, work,
+                            max(n_threads, 1))
+    free(work)
     return loss
 
 
@@ -274,50 +319,48 @@ def bias_softmax_xent_onehot(floating[:, ::1] s not None,        # IN/OUT: (N, C
                              const floating[::1] b not None,     # IN: (C,)
                              const target_t[:, ::1] t not None,  # IN: (N, C) one-hot
                              floating[:, ::1] y_out not None,    # OUT: (N, C)
-                             floating[:, ::1] dy_out=None,       # OUT: (N, C) (y - t) / N
-                             floating[::1] db_out=None,          # OUT: (C,)
-                             floating[::1] b_sgd=None,           # IN/OUT: (C,)
-                             double lr=0.0, *, int n_threads=1):
+                             *, int n_threads=1):
     """As ``bias_softmax_xent``, the label of a row being the argmax of ``t`` (the book's rule)."""
-    cdef Py_ssize_t n = s.shape[0], c = s.shape[1], parts = max(n_threads, 1), p
-    cdef floating *dy = NULL
-    cdef double *row_loss
-    cdef double *acc
-    cdef double loss = 0.0
-    _check_step(n, c, b.shape[0], t.shape[0], t.shape[1], y_out.shape[0], y_out.shape[1],
-                dy_out, dy_out.shape[0] if dy_out is not None else 0,
-                dy_out.shape[1] if dy_out is not None else 0,
-                db_out, db_out.shape[0] if db_out is not None else 0,
-                b_sgd, b_sgd.shape[0] if b_sgd is not None else 0)
-    if dy_out is not None:
-        dy = &dy_out[0, 0]
-    row_loss = <double *>malloc((n + c) * sizeof(double))
-    if row_loss == NULL:
+    _check_step(s.shape[0], s.shape[1], b.shape[0], t.shape[0], t.shape[1], y_out.shape[0],
+                y_out.shape[1])
+    cdef double loss
+    cdef double *work = <double *>malloc((s.shape[0] + s.shape[1]) * sizeof(double))
+    if work == NULL:
         raise MemoryError()
-    acc = row_loss + n
-    if parts == 1:
-        with nogil:
-            _xent_onehot_rows(&s[0, 0], &b[0], &t[0, 0], &y_out[0, 0], dy, row_loss, 0, n, n, c)
-    else:
-        for p in prange(parts, nogil=True, schedule="static", num_threads=parts):
-            _xent_onehot_rows(&s[0, 0], &b[0], &t[0, 0], &y_out[0, 0], dy, row_loss,
-                              block_start(n, parts, p), block_start(n, parts, p + 1), n, c)
     with nogil:
-        for p in range(n):
-            loss += row_loss[p]
-        loss = -loss / n
-        if dy != NULL:
-            _colsum_sgd(dy, n, c, &db_out[0], &b_sgd[0] if b_sgd is not None else NULL,
-                        <floating>lr, acc)
-    free(row_loss)
+        loss = _xent_onehot(s, b, t, y_out, NULL, NULL, NULL, 0, work, max(n_threads, 1))
+    free(work)
+    return loss
+
+
+def bias_softmax_xent_onehot_grad(floating[:, ::1] s not None,        # IN/OUT: (N, C)
+                                  const floating[::1] b not None,     # IN: (C,)
+                                  const target_t[:, ::1] t not None,  # IN: (N, C) one-hot
+                                  floating[:, ::1] y_out not None,    # OUT: (N, C)
+                                  floating[:, ::1] dy_out not None,   # OUT: (N, C) (y - t) / N
+                                  floating[::1] db_out not None,      # OUT: (C,)
+                                  *, floating[::1] b_sgd=None, double lr=0.0, int n_threads=1):
+    """As ``bias_softmax_xent_grad`` for one-hot (or soft) targets: ``dy = (y - t) / N``."""
+    cdef Py_ssize_t n = s.shape[0], c = s.shape[1]
+    _check_step(n, c, b.shape[0], t.shape[0], t.shape[1], y_out.shape[0], y_out.shape[1])
+    _check_grad(n, c, dy_out.shape[0], dy_out.shape[1], db_out.shape[0],
+                b_sgd.shape[0] if b_sgd is not None else -1)
+    cdef floating *bs = &b_sgd[0] if b_sgd is not None else NULL
+    cdef double loss
+    cdef double *work = <double *>malloc((n + c) * sizeof(double))
+    if work == NULL:
+        raise MemoryError()
+    with nogil:
+        loss = _xent_onehot(s, b, t, y_out, &dy_out[0, 0], &db_out[0], bs, <floating>lr, work,
+                            max(n_threads, 1))
+    free(work)
     return loss
 
 
 def relu_backward_colsum(floating[:, ::1] dh not None,              # IN/OUT: (N, H)
                          const unsigned char[:, ::1] mask not None,  # IN: (N, H)
                          floating[::1] db_out not None,              # OUT: (H,)
-                         floating[::1] b_sgd=None,                   # IN/OUT: (H,)
-                         double lr=0.0, *, int n_threads=1):
+                         *, floating[::1] b_sgd=None, double lr=0.0, int n_threads=1):
     """``dh[mask] = 0`` in place; ``db_out = dh.sum(axis=0)``; optionally ``b_sgd -= lr * db_out``."""
     cdef Py_ssize_t n = dh.shape[0], m = dh.shape[1], parts = max(n_threads, 1), p, lo, hi
     cdef floating *b = NULL
