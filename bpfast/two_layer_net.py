@@ -88,6 +88,7 @@ _LABEL_CTYPE = {np.dtype(np.uint8): "unsigned char", np.dtype(np.intc): "int",
                 np.dtype(np.int_): "long"}
 _BIAS_RELU = {d: _knet.bias_relu_forward[c] for d, c in _CTYPE.items()}
 _SGD = {d: _kopt.sgd_update[c] for d, c in _CTYPE.items()}
+_SGD_WEIGHTS = {d: _knet.sgd_weights[c] for d, c in _CTYPE.items()}
 _RELU_BWD = {d: _knet.relu_backward_colsum[c] for d, c in _CTYPE.items()}
 _XENT = {  # (logits dtype, target dtype, one-hot) -> (loss kernel, loss + gradient kernel)
     (d, lt, False): (_knet.bias_softmax_xent[f"{c}|{lc}"],
@@ -101,6 +102,17 @@ _XENT.update({
     for d, c in _CTYPE.items()
     for tt, tc in _CTYPE.items()
 })
+
+
+_CASTS = {}
+
+
+def _casts_to(x_dtype, dtype):
+    """True when NumPy's promotion of an x_dtype input with dtype weights is dtype (cached)."""
+    ok = _CASTS.get((x_dtype, dtype))
+    if ok is None:
+        ok = _CASTS[x_dtype, dtype] = np.result_type(x_dtype, dtype) == dtype
+    return ok
 
 
 class _Workspace:
@@ -328,7 +340,7 @@ class TwoLayerNet(_ref.TwoLayerNet):
         n = x.shape[0]
         if n == 0 or x.size != n * d or x.dtype.kind not in "biuf":
             return None
-        if x.dtype != dtype and np.result_type(x.dtype, dtype) != dtype:
+        if x.dtype != dtype and not _casts_to(x.dtype, dtype):
             return None
         plan = _Plan()
         if t.size == n * c:  # one-hot, detected by size alone as in the book
@@ -434,10 +446,8 @@ class TwoLayerNet(_ref.TwoLayerNet):
         # Backward through Affine2 with the *current* W2 (before its update).
         np.dot(ws.a.T, ws.dy, out=dW2)
         np.dot(ws.dy, W2.T, out=ws.dh)
-        if fused:
-            _sgd(W2, dW2, lr)
-            if not b2_in_kernel:
-                _sgd(b2, db2, lr)
+        if fused and not b2_in_kernel:
+            _sgd(b2, db2, lr)
         # Relu backward and db1 in one pass (b1's step with it); Affine1's dW only -- its
         # input gradient is never used.
         b1_in_kernel = fused and b1.flags.c_contiguous
@@ -448,7 +458,19 @@ class TwoLayerNet(_ref.TwoLayerNet):
         if fused:
             if not b1_in_kernel:
                 _sgd(b1, db1, lr)
-            _sgd(W1, dW1, lr)
+            # W2 was last read by dh above; both weight steps in one kernel call.
+            if (
+                W1.flags.c_contiguous
+                and W2.flags.c_contiguous
+                and not np.may_share_memory(W1, W2)
+                and not np.may_share_memory(W1, dW1)
+                and not np.may_share_memory(W2, dW2)
+            ):
+                _SGD_WEIGHTS[dtype](W1, dW1, W2, dW2, lr,
+                                    n_threads=threads_for(W1.size, _PAR_ELEMENTWISE))
+            else:
+                _sgd(W2, dW2, lr)
+                _sgd(W1, dW1, lr)
         a1, a2 = plan.a1, plan.a2
         a1.dW, a1.db, a2.dW, a2.db = dW1, db1, dW2, db2
         return plan.last.loss

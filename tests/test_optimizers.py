@@ -280,3 +280,21 @@ def test_adam_iter_counts_calls_not_keys():
     for _ in range(3):
         opt.update(params, {"a": np.ones(3), "b": np.ones(2)})
     assert opt.iter == 3
+
+
+def test_optimizer_kernels_reject_mismatched_lengths():
+    from bpfast._kernels import optimizers as k
+
+    p, short = np.zeros(5), np.zeros(4)
+    with pytest.raises(ValueError):
+        k.sgd_update["double"](p, short, 0.1)
+    with pytest.raises(ValueError):
+        k.momentum_update["double"](p, short, p.copy(), 0.9, 0.1)
+    with pytest.raises(ValueError):
+        k.nesterov_update["double"](p, p.copy(), short, 0.81, 0.19, 0.9, 0.1)
+    with pytest.raises(ValueError):
+        k.adagrad_update["double"](p, short, p.copy(), 0.1, 1e-7)
+    with pytest.raises(ValueError):
+        k.rmsprop_update["double"](p, p.copy(), short, 0.99, 0.01, 0.1, 1e-7)
+    with pytest.raises(ValueError):
+        k.adam_update["double"](p, p.copy(), short, p.copy(), 0.1, 0.001, 0.001, 1e-7)

@@ -414,3 +414,38 @@ def test_real_digits_same_losses_as_the_book(one_hot_label):
         ref.SGD(0.1).update(net_ref.params, grads)
         np.testing.assert_allclose(net.train_step(x, t, 0.1), loss_ref, rtol=1e-10)
     assert net.accuracy(x_train[:1000], t_train[:1000]) == net_ref.accuracy(x_train[:1000], t_train[:1000])
+
+
+# ------------------------------------------------------------------ kernels: checks before the loops
+
+
+def test_step_kernels_reject_mismatched_shapes():
+    from bpfast._kernels import two_layer_net as k
+
+    f64 = np.float64
+    a, b, mask = np.zeros((4, 3)), np.zeros(3), np.zeros((4, 3), np.uint8)
+    with pytest.raises(ValueError):
+        k.bias_relu_forward["double"](a, np.zeros(2), mask)
+    with pytest.raises(ValueError):
+        k.bias_relu_forward["double"](a, b, np.zeros((3, 3), np.uint8))
+    s, y, dy, db = np.zeros((4, 3)), np.zeros((4, 3)), np.zeros((4, 3)), np.zeros(3)
+    labels = np.array([0, 1, 2, 1])
+    xent = k.bias_softmax_xent_grad["double|long"]
+    with pytest.raises(ValueError):
+        xent(s, b, labels[:3], y, dy, db)
+    with pytest.raises(ValueError):
+        xent(s, b, labels, y, np.zeros((4, 2)), db)
+    with pytest.raises(ValueError):
+        xent(s, b, labels, y, dy, db, b_sgd=np.zeros(2), lr=0.1)
+    with pytest.raises(ValueError):
+        k.bias_softmax_xent["double|long"](np.zeros((0, 3)), b, labels[:0], np.zeros((0, 3)))
+    for bad in (3, -1):
+        with pytest.raises(IndexError):
+            xent(s, b, np.array([0, bad, 1, 1]), y, dy, db)
+    with pytest.raises(ValueError):
+        k.bias_softmax_xent_onehot_grad["double|double"](s, b, np.zeros((4, 2)), y, dy, db)
+    with pytest.raises(ValueError):
+        k.relu_backward_colsum["double"](np.zeros((4, 3), f64), mask, np.zeros(2))
+    with pytest.raises(ValueError):
+        k.sgd_weights["double"](np.zeros((3, 2)), np.zeros((2, 3)), np.zeros((2, 2)), np.zeros((2, 2)), 0.1)
+

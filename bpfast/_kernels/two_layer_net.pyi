@@ -56,3 +56,12 @@ def relu_backward_colsum(
     lr: float = 0.0,
     n_threads: int = 1,
 ) -> None: ...
+def sgd_weights(
+    W1: NDArray[np.floating],
+    dW1: NDArray[np.floating],
+    W2: NDArray[np.floating],
+    dW2: NDArray[np.floating],
+    lr: float,
+    *,
+    n_threads: int = 1,
+) -> None: ...

@@ -10,7 +10,9 @@ into buffers it owns) and does everything between them here, one pass each:
   also the gradient ``dy = (y - onehot(t)) / N``, its column sum ``db2`` and on request the
   SGD update of ``b2`` (``*_onehot*`` for one-hot targets);
 * ``relu_backward_colsum``: ``dh[mask] = 0``, its column sum ``db1``, and on request the SGD
-  update of ``b1``.
+  update of ``b1``;
+* ``sgd_weights``: the SGD step of both weight matrices in one call (``W -= lr * dW``), the
+  loops of ``optimizers.h``, so bit-identical to ``bpfast.optimizers.SGD``.
 
 Numerics are those of the drop-in layers (``relu.pyx``, ``affine.pyx``,
 ``softmax_with_loss.pyx``): the bias add and Relu are the book's operations bit for bit;
@@ -29,6 +31,10 @@ from libc.stdlib cimport malloc, free
 
 from bpfast._kernels._parallel cimport block_start
 from bpfast._kernels._simd cimport bp_softmax_rows_f32, bp_softmax_rows_f64
+
+cdef extern from "optimizers.h" nogil:
+    void bp_sgd_f64(double *p, const double *g, double lr, Py_ssize_t n) noexcept
+    void bp_sgd_f32(float *p, const float *g, float lr, Py_ssize_t n) noexcept
 
 cdef extern from "two_layer_net.h" nogil:
     void bp_bias_relu_f64(double *a, const double *b, unsigned char *mask, Py_ssize_t rows,
@@ -394,3 +400,42 @@ def relu_backward_colsum(floating[:, ::1] dh not None,              # IN/OUT: (N
                 _relu_bwd_colsum_block(&dh[0, 0], &mask[0, 0], n, m, lo, hi, &db_out[0], b,
                                        lr_, acc)
     free(acc)
+
+
+cdef inline void _sgd(floating *p, const floating *g, floating lr, Py_ssize_t n) noexcept nogil:
+    if floating is float:
+        bp_sgd_f32(p, g, lr, n)
+    else:
+        bp_sgd_f64(p, g, lr, n)
+
+
+def sgd_weights(floating[:, ::1] W1 not None,         # IN/OUT: (D, H)
+                const floating[:, ::1] dW1 not None,  # IN: (D, H)
+                floating[:, ::1] W2 not None,         # IN/OUT: (H, C)
+                const floating[:, ::1] dW2 not None,  # IN: (H, C)
+                double lr,
+                *, int n_threads=1):
+    """``W1 -= lr * dW1; W2 -= lr * dW2`` (``lr`` rounded to the weights' precision).
+
+    One call for both weight matrices; the arrays must not overlap (the caller checks).
+    """
+    cdef floating lr_ = <floating>lr
+    cdef Py_ssize_t n1 = W1.shape[0] * W1.shape[1], n2 = W2.shape[0] * W2.shape[1]
+    cdef Py_ssize_t parts = max(n_threads, 1), p, lo, hi
+    if dW1.shape[0] != W1.shape[0] or dW1.shape[1] != W1.shape[1]:
+        raise ValueError(f"sgd_weights: dW1 ({dW1.shape[0]}, {dW1.shape[1]}) does not fit W1 "
+                         f"({W1.shape[0]}, {W1.shape[1]})")
+    if dW2.shape[0] != W2.shape[0] or dW2.shape[1] != W2.shape[1]:
+        raise ValueError(f"sgd_weights: dW2 ({dW2.shape[0]}, {dW2.shape[1]}) does not fit W2 "
+                         f"({W2.shape[0]}, {W2.shape[1]})")
+    with nogil:
+        if n2 > 0:
+            _sgd(&W2[0, 0], &dW2[0, 0], lr_, n2)
+        if n1 > 0 and parts == 1:
+            _sgd(&W1[0, 0], &dW1[0, 0], lr_, n1)
+    if n1 > 0 and parts > 1:
+        for p in prange(parts, nogil=True, schedule="static", num_threads=parts):
+            lo = block_start(n1, parts, p)
+            hi = block_start(n1, parts, p + 1)
+            if hi > lo:
+                _sgd(&W1[0, 0] + lo, &dW1[0, 0] + lo, lr_, hi - lo)
