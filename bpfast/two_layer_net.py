@@ -192,6 +192,15 @@ class TwoLayerNet(_ref.TwoLayerNet):
         self._grads = None
         self._grads_key = None
 
+    def __getstate__(self):
+        # The buffers are caches: pickles and deep copies carry the book's state only (the
+        # arrays the layers still reference travel with the layers).
+        state = self.__dict__.copy()
+        state["_workspaces"] = {}
+        state["_grads"] = None
+        state["_grads_key"] = None
+        return state
+
     # ------------------------------------------------------------------------- public API
 
     def loss(self, x, t):

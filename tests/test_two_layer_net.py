@@ -449,3 +449,20 @@ def test_step_kernels_reject_mismatched_shapes():
     with pytest.raises(ValueError):
         k.sgd_weights["double"](np.zeros((3, 2)), np.zeros((2, 3)), np.zeros((2, 2)), np.zeros((2, 2)), 0.1)
 
+
+def test_pickle_and_deepcopy_keep_the_books_sharing():
+    import copy
+    import pickle
+
+    net_ref, net = net_pair((30, 8, 4), seed=27)
+    x, t = batch(28, 12, features=30, classes=4)
+    net.train_step(x, t, 0.1)
+    for clone in (pickle.loads(pickle.dumps(net)), copy.deepcopy(net)):
+        assert clone.layers["Affine1"].W is clone.params["W1"]
+        assert clone.layers["Affine2"].b is clone.params["b2"]
+        assert clone._workspaces == {}
+        np.testing.assert_array_equal(clone.params["W1"], net.params["W1"])
+        assert clone.loss(x, t) == net.loss(x, t)
+        clone.train_step(x, t, 0.1)  # trains its own arrays
+        assert not np.array_equal(clone.params["W1"], net.params["W1"])
+
