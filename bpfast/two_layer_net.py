@@ -11,12 +11,13 @@ How ``loss`` and ``gradient`` are faster than the book's layer-by-layer code
 * The input gradient of the first Affine layer (``dout @ W1.T``, a third of that layer's
   FLOPs) is not computed: the book computes it and throws it away.
 * Bias add + Relu, softmax + cross-entropy + its gradient + ``db2``, and Relu backward +
-  ``db1`` are one compiled pass each (``bpfast/_kernels/two_layer_net.pyx``); the four
-  matrix products go to NumPy's BLAS with ``out=``.
+  ``db1`` are one compiled pass each (``bpfast/_kernels/two_layer_net.pyx``); the matrix
+  products (five, against the book's six) go to NumPy's BLAS with ``out=``.
 * For a batch shape seen before nothing is allocated: the intermediate arrays and the
   gradients live in buffers owned by the network (see "Buffers" below).
-* :meth:`train_step` applies plain SGD as soon as each gradient is ready (the bias updates
-  inside the kernels that produce ``db``), while the data are still in cache.
+* :meth:`train_step` fuses plain SGD into the step: each bias is updated inside the kernel
+  that produces its gradient, both weight matrices in one kernel call after the last product
+  -- no ``lr * grad`` temporaries, no separate passes.
 
 Weights are read live, from the layers
 --------------------------------------
@@ -42,7 +43,8 @@ For speed, the arrays below are owned by the network and **overwritten by the ne
 
 ``layers['Affine1'].x`` is the caller's input (a view, as in the book), ``lastLayer.t`` the
 caller's targets and ``lastLayer.loss`` a new scalar.  ``predict`` and ``accuracy`` run the
-drop-in layers and return/keep fresh arrays.
+drop-in layers and return/keep fresh arrays.  Pickling or deep-copying a network leaves the
+buffers behind (the copy allocates its own on first use).
 
 When the fused path does not apply
 ----------------------------------
@@ -72,11 +74,11 @@ from bpfast.optimizers import SGD, sgd_step, weak_scalar
 __all__ = ["TwoLayerNet"]
 
 # Sizes (elements) above which the step's own kernels use a thread team.  Far higher than the
-# drop-in layers' thresholds on purpose: here every kernel sits between two multi-threaded
-# GEMMs, single-threaded they take < 1 ms even at batch 1000 x hidden 1000 (~1 % of the
-# step), and a thread team that has to wait for a core the BLAS threads (or another process)
-# hold cost 7-9 ms per kernel call on this shared 2-core machine
-# (`python tools/bench_train_step.py`; see its docstring).
+# drop-in layers' thresholds on purpose: here every kernel sits between multi-threaded GEMMs;
+# single-threaded each takes well under a millisecond even at batch 1000 x hidden 1000 (~1 %
+# of the step), while a thread team that must wait for a core held by the BLAS threads (or
+# another process) can cost milliseconds per call on this shared 2-core machine -- measure
+# with `python tools/bench_train_step.py --kernel-threads`.
 _PAR_ELEMENTWISE = 1 << 22
 _PAR_ROWS = 1 << 20
 # Batch shapes whose buffers are kept (a training loop needs one or two: full batches and a
