@@ -60,7 +60,8 @@ import numpy as np
 import bpfast
 from bpfast import reference
 
-__all__ = ["main", "build_cases", "run_cases", "render_markdown", "threshold_sweep", "TARGETS"]
+__all__ = ["main", "build_cases", "select", "run_cases", "measure", "render_table", "render_targets",
+           "threshold_sweep", "TARGETS"]
 
 # -------------------------------------------------------------------------------------------
 # Targets of issue 3 (ratio = reference median / bpfast median, same run).  Keyed by case id;
@@ -167,7 +168,21 @@ def _time_once(runner, loops):
     return time.perf_counter_ns() - t0
 
 
-def measure(runners, *, repeat, warmup, min_time):
+def _calibrate(runner, min_ns, max_loops=10**7):
+    """Calls per sample so that a sample lasts at least ``min_ns`` (as timeit's autorange).
+
+    The first call is usually cold (caches, lazy imports, allocator), hence the loop: the
+    estimate is refined until a whole sample really reaches the minimum.
+    """
+    loops = 1
+    while True:
+        elapsed = _time_once(runner, loops)
+        if elapsed >= min_ns or loops >= max_loops:
+            return loops
+        loops = min(max_loops, max(2 * loops, math.ceil(1.2 * loops * min_ns / max(elapsed, 1))))
+
+
+def measure(runners, *, repeat, warmup, min_time, quiesce=0.0):
     """Time several sides of one case, interleaved.
 
     Parameters
@@ -179,18 +194,19 @@ def measure(runners, *, repeat, warmup, min_time):
     warmup : int
         Samples run first and discarded, per side.
     min_time : float
-        Seconds a sample should last at least; ``loops`` is calibrated per side from one
-        untimed call (which also warms the code path up).
+        Seconds a sample should last at least; ``loops`` is calibrated per side first
+        (which also warms the code path up).
+    quiesce : float
+        Seconds to sleep before each sample (untimed), so that the thread pools of the side
+        that ran before (OpenBLAS, libgomp, torch) have gone to sleep: spinning workers of
+        one pool would otherwise compete with the next side's threads for the two cores.
 
     Returns
     -------
     dict of str to Stats
     """
     names = list(runners)
-    loops = {}
-    for name in names:
-        once = _time_once(runners[name], 1)
-        loops[name] = max(1, math.ceil(min_time * 1e9 / max(once, 1)))
+    loops = {name: _calibrate(runners[name], min_time * 1e9) for name in names}
     samples = {name: [] for name in names}
     gc.collect()
     gc_was_enabled = gc.isenabled()
@@ -203,6 +219,8 @@ def measure(runners, *, repeat, warmup, min_time):
             for name in names[k:] + names[:k]:
                 runner = runners[name]
                 runner.prepare()
+                if quiesce:
+                    time.sleep(quiesce)
                 t0 = time.perf_counter_ns()
                 runner.run(loops[name])
                 elapsed = time.perf_counter_ns() - t0
@@ -913,8 +931,8 @@ def _log(msg, stream):
         print(msg, file=stream, flush=True)
 
 
-def run_cases(cases, *, repeat=21, warmup=3, min_time=0.005, seed=0, torch_threads=2,
-              use_torch=True, blas_threads=None, progress=sys.stderr):
+def run_cases(cases, *, repeat=21, warmup=3, min_time=0.005, quiesce=0.0, seed=0,
+              torch_threads=2, use_torch=True, blas_threads=None, progress=sys.stderr):
     """Time every case: the NumPy sides interleaved, then (optionally) PyTorch in its own block.
 
     Parameters
@@ -924,6 +942,8 @@ def run_cases(cases, *, repeat=21, warmup=3, min_time=0.005, seed=0, torch_threa
         Samples kept and discarded per side.
     min_time : float
         Minimum seconds per sample.
+    quiesce : float
+        Seconds of sleep before each sample (see :func:`measure`).
     seed : int
         Inputs are drawn from ``default_rng(seed + crc32(case))``.
     torch_threads : int
@@ -942,7 +962,7 @@ def run_cases(cases, *, repeat=21, warmup=3, min_time=0.005, seed=0, torch_threa
     if blas_threads is None:
         blas_threads = bpfast.get_num_threads()
     results = [Result(case) for case in cases]
-    opts = {"repeat": repeat, "warmup": warmup, "min_time": min_time}
+    opts = {"repeat": repeat, "warmup": warmup, "min_time": min_time, "quiesce": quiesce}
     # `measure` runs a full collection before each case; objects alive now (and torch's
     # ~10^6 objects, once imported) are frozen so that it only walks what the cases made
     # (0.1-0.2 s per collection otherwise).
@@ -1179,7 +1199,8 @@ def render_header(*, command, env, settings, copy_bw, load_before, load_after):
         f"- Python {platform.python_version()}, NumPy {np.__version__}, "
         f"Cython {_version('Cython')}, torch {_version('torch')}, "
         f"threadpoolctl {_version('threadpoolctl')}",
-        f"- bpfast {bpfast.__version__}" + (f" (git {settings['git']})" if settings.get("git") else "")
+        f"- bpfast {bpfast.__version__}"
+        + (f" (git {settings['git']})" if settings.get("git") else "")
         + f": openmp_enabled() = {bpfast.openmp_enabled()}, get_num_threads() = "
         f"{settings['bpfast_threads']}, simd_dispatch() = `{bpfast.simd_dispatch()}`",
         f"- NumPy BLAS: {_blas_info()}; pinned to {settings['blas_threads']} thread(s) "
@@ -1191,7 +1212,10 @@ def render_header(*, command, env, settings, copy_bw, load_before, load_after):
         f"- Copy bandwidth (`np.copyto` of 64 MiB, one thread, read + write counted): "
         f"{copy_bw / 1e9:.1f} GB/s" if copy_bw else "- Copy bandwidth: not measured",
         f"- Samples: {settings['repeat']} per side after {settings['warmup']} warm-up, each "
-        f"at least {settings['min_time'] * 1e3:g} ms; seed {settings['seed']}",
+        f"at least {settings['min_time'] * 1e3:g} ms"
+        + (f", each after {settings['quiesce'] * 1e3:g} ms of sleep"
+           if settings.get("quiesce") else "")
+        + f"; seed {settings['seed']}",
     ]
     return "\n".join(lines) + "\n"
 
@@ -1295,6 +1319,10 @@ def _sweep_kernels():
     ]
 
 
+def _fmt_speedup(r):
+    return f"{r:.2f}" if r >= 0.01 else "<0.01"
+
+
 def crossover(sizes, serial, parallel):
     """Smallest size from which ``parallel`` time is below ``serial`` at every larger size.
 
@@ -1328,6 +1356,7 @@ def threshold_sweep(*, exponents=range(10, 23), n_threads=2, dtypes=("f64", "f32
     sizes = [1 << e for e in exponents]
     head = ("| kernel | dtype | " + " | ".join(f"2^{e}" for e in exponents)
             + " | crossover | constant (now) |")
+    load_before = os.getloadavg()[0]
     lines = [
         f"Ratio = median time at 1 thread / median time at {n_threads} threads "
         "(> 1: threads pay). Crossover = smallest size from which the threaded call is faster "
@@ -1344,7 +1373,10 @@ def threshold_sweep(*, exponents=range(10, 23), n_threads=2, dtypes=("f64", "f32
                            {"repeat": repeat, "warmup": warmup, "min_time": min_time}, progress)
     finally:
         gc.unfreeze()
-    return "\n".join(lines + rows) + "\n"
+    load = (f"Load average (1 min) before / after: {load_before:.2f} / "
+            f"{os.getloadavg()[0]:.2f}: above 1 on two cores, a neighbour holds a core and "
+            "every threaded call waits for it (see benchmarks/README.md, hazard 3).")
+    return "\n".join([load, ""] + lines + rows) + "\n"
 
 
 def _sweep_rows(sizes, n_threads, dtypes, rng, opts, progress):
@@ -1372,7 +1404,7 @@ def _sweep_rows(sizes, n_threads, dtypes, rng, opts, progress):
             cross = "never" if x is None else f"2^{x.bit_length() - 1} = {x:,}"
             now = getattr(layers, const, None)
             now_txt = f"{const} = {now:,}" if isinstance(now, int) else f"{const} (not found)"
-            ratios = " | ".join(f"{a / b:.2g}" for a, b in zip(serial, parallel))
+            ratios = " | ".join(_fmt_speedup(a / b) for a, b in zip(serial, parallel))
             lines.append(f"| {name} | {dname} | {ratios} | {cross} | {now_txt} |")
             _log(f"sweep {name} {dname}: crossover {cross}", progress)
     return lines
@@ -1416,10 +1448,15 @@ def build_parser(prog="python -m bpfast.bench"):
     p.add_argument("--warmup", type=int, metavar="N", help="warm-up samples (default 3)")
     p.add_argument("--min-time", type=float, metavar="SECONDS",
                    help="minimum duration of a sample (default 0.005)")
+    p.add_argument("--quiesce", type=float, default=0.0, metavar="SECONDS",
+                   help="sleep this long before every sample (untimed) so that the previous "
+                   "side's thread pools have stopped spinning (default 0: back to back, as in "
+                   "a training loop)")
     p.add_argument("--seed", type=int, default=0, help="seed of the generated inputs")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch column")
     p.add_argument("--output", metavar="FILE",
-                   help="also write the report (header, targets, tables) to FILE, e.g. BENCHMARKS.md")
+                   help="also write the report (header, targets, tables) to FILE, "
+                   "e.g. BENCHMARKS.md")
     p.add_argument("--notes", metavar="FILE",
                    help="markdown file appended to the --output report (hand-written analysis)")
     p.add_argument("--threshold-sweep", action="store_true",
@@ -1490,7 +1527,8 @@ def main(argv=None, prog="python -m bpfast.bench"):
         torch_txt = "not installed"
         use_torch = False
     else:
-        torch_txt = f"{torch_version}, eager autograd, {args.torch_threads} threads, timed after the NumPy cases"
+        torch_txt = (f"{torch_version}, eager autograd, {args.torch_threads} threads, "
+                     "timed after the NumPy cases")
     bp_threads = bpfast.get_num_threads()
     blas_threads = args.blas_threads or bp_threads
     load_before = os.getloadavg()[0]
@@ -1499,16 +1537,18 @@ def main(argv=None, prog="python -m bpfast.bench"):
              "processes are running, multi-threaded timings will be noisy", sys.stderr)
     copy_bw = copy_bandwidth()
     results = run_cases(cases, repeat=repeat, warmup=warmup, min_time=min_time,
-                        seed=args.seed, torch_threads=args.torch_threads, use_torch=use_torch,
-                        blas_threads=blas_threads, progress=progress)
+                        quiesce=args.quiesce, seed=args.seed, torch_threads=args.torch_threads,
+                        use_torch=use_torch, blas_threads=blas_threads, progress=progress)
     load_after = os.getloadavg()[0]
     settings = {
         "bpfast_threads": bp_threads, "blas_threads": blas_threads, "torch": torch_txt,
         "repeat": repeat, "warmup": warmup, "min_time": min_time, "seed": args.seed,
+        "quiesce": args.quiesce,
         "git": _git_revision(),
     }
-    header = render_header(command=" ".join([prog, shlex.join(argv)]).rstrip(), env=env, settings=settings,
-                           copy_bw=copy_bw, load_before=load_before, load_after=load_after)
+    command = " ".join([prog, shlex.join(argv)]).rstrip()
+    header = render_header(command=command, env=env, settings=settings, copy_bw=copy_bw,
+                           load_before=load_before, load_after=load_after)
     tables = render_table(results, copy_bw)
     targets = render_targets(results)
     print(header)

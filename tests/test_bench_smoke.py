@@ -22,7 +22,8 @@ def test_every_case_runs_once_and_the_report_is_written(tmp_path, capsys):
     out = tmp_path / "BENCH.md"
     notes = tmp_path / "notes.md"
     notes.write_text("hand-written analysis\n")
-    assert bench.main([*SMOKE, "--no-torch", "--output", str(out), "--notes", str(notes)]) == 0
+    assert bench.main([*SMOKE, "--no-torch", "--quiesce", "0.0001", "--output", str(out),
+                       "--notes", str(notes)]) == 0
     printed = capsys.readouterr().out
     report = out.read_text()
     for case in bench.build_cases(tiny=True):
@@ -34,7 +35,7 @@ def test_every_case_runs_once_and_the_report_is_written(tmp_path, capsys):
             assert ref and bp and float(ratio) > 0, line
     for needle in ("Command: `python -m bpfast.bench --tiny", "Machine:", "NumPy", "Cython",
                    "openmp_enabled()", "simd_dispatch()", "NumPy BLAS", "OPENBLAS_CORETYPE",
-                   "Copy bandwidth", "## Targets", "hand-written analysis"):
+                   "Copy bandwidth", "0.1 ms of sleep", "## Targets", "hand-written analysis"):
         assert needle in report, needle
 
 
