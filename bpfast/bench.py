@@ -60,8 +60,8 @@ import numpy as np
 import bpfast
 from bpfast import reference
 
-__all__ = ["main", "build_cases", "select", "run_cases", "measure", "render_table", "render_targets",
-           "threshold_sweep", "TARGETS"]
+__all__ = ["main", "build_cases", "select", "run_cases", "measure", "render_table",
+           "render_targets", "threshold_sweep", "TARGETS"]
 
 # -------------------------------------------------------------------------------------------
 # Targets of issue 3 (ratio = reference median / bpfast median, same run).  Keyed by case id;
@@ -1160,11 +1160,19 @@ def _git_revision():
         return None
 
 
+def _have_threadpoolctl():
+    try:
+        import threadpoolctl  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def _blas_info():
     try:
         from threadpoolctl import threadpool_info
     except ImportError:
-        return "threadpoolctl not installed: BLAS threads not pinned"
+        return "unknown (threadpoolctl not installed)"
     parts = []
     for info in threadpool_info():
         if info.get("user_api") == "blas":
@@ -1203,8 +1211,9 @@ def render_header(*, command, env, settings, copy_bw, load_before, load_after):
         + (f" (git {settings['git']})" if settings.get("git") else "")
         + f": openmp_enabled() = {bpfast.openmp_enabled()}, get_num_threads() = "
         f"{settings['bpfast_threads']}, simd_dispatch() = `{bpfast.simd_dispatch()}`",
-        f"- NumPy BLAS: {_blas_info()}; pinned to {settings['blas_threads']} thread(s) "
-        "for both NumPy sides",
+        f"- NumPy BLAS: {_blas_info()}; "
+        + (f"pinned to {settings['blas_threads']} thread(s) for both NumPy sides"
+           if _have_threadpoolctl() else "threads NOT pinned (install threadpoolctl)"),
         f"- PyTorch: {settings['torch']}",
         f"- Threading and BLAS environment variables as they were: {env_txt}. Ratios are "
         "measured under this environment, as it is (an `OPENBLAS_CORETYPE` here slows every "
@@ -1540,6 +1549,9 @@ def main(argv=None, prog="python -m bpfast.bench"):
                         quiesce=args.quiesce, seed=args.seed, torch_threads=args.torch_threads,
                         use_torch=use_torch, blas_threads=blas_threads, progress=progress)
     load_after = os.getloadavg()[0]
+    if use_torch and not any("torch" in res.stats for res in results):
+        torch_txt = (f"{torch_version}: not timed (it did not import, or no selected case "
+                     "has a torch version)")
     settings = {
         "bpfast_threads": bp_threads, "blas_threads": blas_threads, "torch": torch_txt,
         "repeat": repeat, "warmup": warmup, "min_time": min_time, "seed": args.seed,
