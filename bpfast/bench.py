@@ -1162,7 +1162,7 @@ def _git_revision():
 
 def _have_threadpoolctl():
     try:
-        import threadpoolctl  # noqa: F401
+        importlib.import_module("threadpoolctl")
     except ImportError:
         return False
     return True
