@@ -21,7 +21,7 @@ the median of those figures and their interquartile range.  ``time.perf_counter_
 clock; the garbage collector is off during the timed samples.
 
 Inputs are generated once per case, before any timing, and every case cycles through several
-different input batches (16, or 4 for the 4-million-element arrays): the reference's Relu
+different input batches (16, or 4 above 2**20 elements): the reference's Relu
 branches on the sign of each element, and fed one fixed input its branch predictor learns the
 mask and it looks 2.6x faster than in training (``perf-notes.md``, hazard 5).  A backward
 sample calls only ``backward``: the forward passes that set the layer state are run before
@@ -317,14 +317,8 @@ def _n_inputs(elements):
     return N_INPUTS_BIG if elements > BIG_ELEMENTS else N_INPUTS
 
 
-def _normal(rng, shape, dtype, count, scale=1.0):
-    out = []
-    for _ in range(count):
-        a = rng.standard_normal(shape, dtype=dtype)
-        if scale != 1.0:
-            a *= dtype(scale)
-        out.append(a)
-    return out
+def _normal(rng, shape, dtype, count):
+    return [rng.standard_normal(shape, dtype=dtype) for _ in range(count)]
 
 
 def _cycled(*seqs):
