@@ -169,7 +169,8 @@ class Sigmoid(_ref.Sigmoid):
             Also stored as ``self.out``.  Very negative inputs give exactly 0.0, as in the
             book, but without NumPy's overflow warning.
         """
-        if float_array(x) is None:
+        # 0-d: NumPy's ufuncs return a scalar there, not an array; the book's code does that.
+        if float_array(x) is None or x.ndim == 0:
             return super().forward(x)
         out = np.empty(x.shape, x.dtype)
         _SIGMOID_FWD[x.dtype](
@@ -193,13 +194,20 @@ class Sigmoid(_ref.Sigmoid):
             A new array, of the dtype NumPy's promotion gives ``dout`` and ``out``.
         """
         out = self.out
-        if float_array(dout) is None or float_array(out) is None or out.shape != dout.shape:
+        if (
+            float_array(dout) is None
+            or float_array(out) is None
+            or out.shape != dout.shape
+            or dout.ndim == 0  # the book returns a NumPy scalar there
+            # Mixed float32/float64: the book rounds (1.0 - out) in out's dtype before
+            # promoting, which a kernel on up-cast operands would not reproduce.
+            or out.dtype != dout.dtype
+        ):
             return super().backward(dout)
-        dtype = F64 if dout.dtype != out.dtype else dout.dtype
-        dx = np.empty(dout.shape, dtype)
-        _SIGMOID_BWD[dtype](
-            contiguous(dout).astype(dtype, copy=False).reshape(-1),
-            contiguous(out).astype(dtype, copy=False).reshape(-1),
+        dx = np.empty(dout.shape, dout.dtype)
+        _SIGMOID_BWD[dout.dtype](
+            contiguous(dout).reshape(-1),
+            contiguous(out).reshape(-1),
             dx.reshape(-1),
             n_threads=threads_for(dout.size, _PAR_ELEMENTWISE),
         )

@@ -88,7 +88,9 @@ cdef void _xent_grad_rows(const floating[:, ::1] y, const label_t[::1] t,
     for i in range(lo, hi):
         for j in range(c):
             dx[i, j] = y[i, j] / scale
-        dx[i, t[i]] = (y[i, t[i]] - 1) / scale
+        # <floating>1, not 1 (which Cython emits as the double 1.0): in float32 the book
+        # rounds y - 1 to float32 before dividing.
+        dx[i, t[i]] = (y[i, t[i]] - <floating>1) / scale
 
 
 cdef void _xent_onehot_grad_rows(const floating[:, ::1] y, const floating[:, ::1] t,
