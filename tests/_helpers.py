@@ -67,6 +67,28 @@ def assert_identical(actual, desired, check_dtype=True):
         np.testing.assert_array_equal(a, d)
 
 
+def call(fn, *args, **kwargs):
+    """``(result, None)`` or ``(None, exception)``, with NumPy's FP warnings silenced."""
+    try:
+        with np.errstate(all="ignore"):
+            return fn(*args, **kwargs), None
+    except Exception as exc:  # noqa: BLE001 - the exception is the result here
+        return None, exc
+
+
+def assert_same_outcome(fast_fn, ref_fn, *args):
+    """bpfast raises what the book raises, or returns the book's result (same type)."""
+    result, exc = call(fast_fn, *args)
+    ref_result, ref_exc = call(ref_fn, *args)
+    if ref_exc is not None:
+        assert isinstance(exc, type(ref_exc)), (exc, ref_exc)
+        return None
+    assert exc is None, exc
+    assert type(result) is type(ref_result)
+    assert_identical(result, ref_result)
+    return result
+
+
 def assert_unchanged(before, after):
     """An argument the caller passed is exactly as it was (values, shape, dtype)."""
     assert_identical(after, before)
