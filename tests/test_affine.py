@@ -59,7 +59,7 @@ def _check_parity(x, W, b, dout, db_exact):
 
 
 @pytest.mark.parametrize("shape", SHAPES_2D, ids=str)
-def test_parity(rng, dtype, shape):
+def test_parity(rng, dtype, n_threads, shape):
     n, d = shape
     m = 7 if n * d < 10**5 else 33
     x = rng.standard_normal(shape).astype(dtype)

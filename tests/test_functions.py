@@ -32,7 +32,7 @@ def _ref(fn, *args):
 
 
 @pytest.mark.parametrize("shape", SOFTMAX_SHAPES, ids=str)
-def test_softmax_parity(rng, dtype, shape):
+def test_softmax_parity(rng, dtype, n_threads, shape):
     x = (rng.standard_normal(shape) * 5).astype(dtype)
     y = fast.softmax(x)
     assert type(y) is np.ndarray
@@ -74,7 +74,7 @@ def test_softmax_other_inputs_follow_the_book(x):
 
 
 @pytest.mark.parametrize("shape", [(), (1,), (7,), (7, 13), (33, 1001), (2, 3, 4)], ids=str)
-def test_sigmoid_parity(rng, dtype, shape):
+def test_sigmoid_parity(rng, dtype, n_threads, shape):
     x = (rng.standard_normal(shape) * 5).astype(dtype)
     y = fast.sigmoid(x)
     r = ref.sigmoid(x)

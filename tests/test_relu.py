@@ -37,7 +37,7 @@ def _both(x, dout):
 
 @pytest.mark.parametrize("shape", SHAPES_2D + [(), (5,), (0,), (0, 5), (2, 3, 4, 5)],
                          ids=str)
-def test_parity(rng, dtype, shape):
+def test_parity(rng, dtype, n_threads, shape):
     x = rng.standard_normal(shape).astype(dtype)
     dout = rng.standard_normal(shape).astype(dtype)
     (out, mask, dx), (rout, rmask, rdx) = _both(x, dout)

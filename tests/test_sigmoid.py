@@ -31,7 +31,7 @@ def _ref_forward(layer, x):
 
 @pytest.mark.parametrize("shape", SHAPES_2D + [(), (5,), (0,), (0, 3), (2, 3, 4, 5)],
                          ids=str)
-def test_parity(rng, dtype, shape):
+def test_parity(rng, dtype, n_threads, shape):
     x = (rng.standard_normal(shape) * 4).astype(dtype)
     dout = rng.standard_normal(shape).astype(dtype)
     layer, rlayer = Sigmoid(), ref.Sigmoid()

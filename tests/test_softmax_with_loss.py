@@ -62,7 +62,7 @@ def _labels(rng, n, c, dtype=np.int64):
 
 @pytest.mark.parametrize("shape", SHAPES_2D, ids=str)
 @pytest.mark.parametrize("target", ["labels", "onehot"])
-def test_parity(rng, dtype, shape, target):
+def test_parity(rng, dtype, n_threads, shape, target):
     n, c = shape
     x = (rng.standard_normal(shape) * 3).astype(dtype)
     labels = _labels(rng, n, c)
