@@ -268,6 +268,18 @@ def test_db_sums_in_double_for_float32():
     assert_identical(layer.db, np.full(2, 2.0**24 + 2, np.float32))
 
 
+@pytest.mark.parametrize("n", [1, 2, 5])
+def test_db_of_negative_zeros_as_numpy(dtype, n):
+    # NumPy's sum starts from its identity +0.0: a column of -0.0 sums to +0.0.
+    dout = np.full((n, 3), -0.0, dtype)
+    dout[:, 1] = 0.0
+    layer = Affine(np.ones((2, 3), dtype), np.zeros(3, dtype))
+    layer.forward(np.ones((n, 2), dtype))
+    layer.backward(dout)
+    assert_identical(layer.db, dout.sum(axis=0))
+    assert not np.signbit(layer.db).any()
+
+
 @given(data=st.data(), dtype=st.sampled_from([np.float32, np.float64]))
 def test_hypothesis_parity(data, dtype):
     n, d, m = (data.draw(st.integers(1, 6)) for _ in range(3))
