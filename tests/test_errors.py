@@ -1,6 +1,6 @@
 """Bad input: never a crash, the book's exception (or a clear one), caller's arrays untouched.
 
-Every case runs in its own Python process (``_helpers.run_snippet``), so a segfault or an
+Every case runs in a child Python process (``_helpers.run_snippet``), so a segfault or an
 abort inside a kernel is one failed test, not a dead test run.  The child runs the same call
 on bpfast and on the book's code (bpfast.reference), on fresh copies of the same inputs, and
 reports for each: the exception (class and its bases), its message, which of the caller's
@@ -14,12 +14,16 @@ variables changed, and whether the results agree.  The test then requires:
   deviations: negative labels, labels of another batch size); the message is checked;
 * when bpfast raises, none of the caller's arrays changed.
 
-The cases are run in parallel (one process each) the first time a test of this module needs
-its result.
+To keep the run short, the selected cases run the first time a test needs a result, in
+groups of GROUP_SIZE cases per process and two processes at a time.  Each case prints its
+report as soon as it is done; if a process dies, the first case without a report is the one
+that crashed (its test fails with the return code and stderr) and the rest of its group runs
+again in a new process, so every other case still gets its own verdict.
 """
 
 import json
 import os
+import re
 import textwrap
 from concurrent.futures import ThreadPoolExecutor
 
@@ -384,6 +388,18 @@ def test_bad_input(results, case):
         assert fast["exc"] is not None and expect in fast["exc"], fast
         assert book["exc"] is None, "the book raises here too: make this case 'same'"
         if len(spec) > 3:
-            import re
-
             assert re.search(spec[3], fast["msg"]), fast["msg"]
+
+
+def test_a_crash_fails_only_its_own_case(monkeypatch):
+    """The harness itself: a segfault is reported for its case; the others still run."""
+    good = ("layer = L.Relu(); v = np.ones(2)", "layer.forward(v)", "same")
+    monkeypatch.setitem(CASES, "selftest-good-1", good)
+    monkeypatch.setitem(CASES, "selftest-crash",
+                        ("import ctypes", "ctypes.string_at(0)", "same"))
+    monkeypatch.setitem(CASES, "selftest-good-2", good)
+    reports = _run_cases(["selftest-good-1", "selftest-crash", "selftest-good-2"])
+    rc, report, err = reports["selftest-crash"]
+    assert report is None and rc != 0
+    for case in ("selftest-good-1", "selftest-good-2"):
+        assert reports[case][1] is not None and reports[case][1]["fast"]["exc"] is None

@@ -185,6 +185,18 @@ def test_soft_targets_as_in_the_book(rng, dtype):
     assert_identical(dx, (layer.y - t) / dtype.type(5))
 
 
+@pytest.mark.parametrize("t_dtype", [np.float32, np.float64])
+def test_onehot_rows_are_read_with_numpys_argmax(dtype, t_dtype):
+    """All-zero rows, ties, NaN and infinities pick the class np.argmax picks."""
+    t = np.array([[0, 0, 0, 0], [0.5, 0, 0.5, 0], [0, 1, np.nan, 1], [np.nan, 1, 0, 0],
+                  [-np.inf, -np.inf, -1, -np.inf], [0, np.inf, 0, np.inf], [-0.0, 0.0, 0, 0],
+                  [1, 1, 1, 2]], t_dtype)
+    x = np.arange(t.size, dtype=dtype).reshape(t.shape) % 5
+    layer, loss, dx = _check_parity(x, t)
+    _, label_loss, _ = _forward_backward(SoftmaxWithLoss, x, t.argmax(axis=1))
+    assert_identical(loss, label_loss)
+
+
 def test_backward_ignores_dout(rng, dtype):
     layer = SoftmaxWithLoss()
     layer.forward(rng.standard_normal((3, 4)).astype(dtype), np.array([0, 1, 3]))
