@@ -16,6 +16,10 @@ COMPILED = ["Relu", "Sigmoid", "Affine", "SoftmaxWithLoss"]
 FUNCTIONS = ["identity_function", "step_function", "sigmoid", "sigmoid_grad", "relu",
              "relu_grad", "softmax", "sum_squared_error", "mean_squared_error",
              "cross_entropy_error", "softmax_loss"]
+# common/gradient.py, common/optimizer.py, ch05/two_layer_net.py (tests/test_gradient.py,
+# test_optimizers.py and test_two_layer_net.py check their APIs in detail).
+TRAINING = ["numerical_gradient", "SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam",
+            "TwoLayerNet"]
 
 
 @pytest.mark.parametrize("name", LAYERS)
@@ -72,7 +76,7 @@ def test_all():
     for module in (bpfast, bpfast.layers, bpfast.functions, ref):
         for name in module.__all__:
             assert hasattr(module, name), (module.__name__, name)
-    assert sorted(ref.__all__) == sorted(FUNCTIONS + LAYERS)
+    assert sorted(ref.__all__) == sorted(FUNCTIONS + LAYERS + TRAINING)
 
 
 def test_label_error_is_index_and_value_error():
