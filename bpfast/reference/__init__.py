@@ -34,6 +34,8 @@ from bpfast.reference.functions import (
 )
 from bpfast.reference.layer_naive import AddLayer, MulLayer
 from bpfast.reference.layers import Affine, Relu, Sigmoid, SoftmaxWithLoss
+from bpfast.reference.layers import BatchNormalization, Convolution, Dropout, Pooling
+from bpfast.reference.util import col2im, conv_output_size, im2col, shuffle_dataset, smooth_curve
 
 __all__ = [
     "identity_function",
@@ -53,4 +55,13 @@ __all__ = [
     "Sigmoid",
     "Affine",
     "SoftmaxWithLoss",
+    "Dropout",
+    "BatchNormalization",
+    "Convolution",
+    "Pooling",
+    "im2col",
+    "col2im",
+    "conv_output_size",
+    "shuffle_dataset",
+    "smooth_curve",
 ]
