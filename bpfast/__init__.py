@@ -21,6 +21,7 @@ except ImportError as exc:  # pragma: no cover - depends on how the package was 
 from bpfast._threads import get_num_threads, openmp_enabled, set_num_threads
 from bpfast._validation import LabelError
 from bpfast.layers import Affine, AddLayer, MulLayer, Relu, Sigmoid, SoftmaxWithLoss
+from bpfast.layers import BatchNormalization, Convolution, Dropout, Pooling
 
 __version__ = "0.1.0"
 
@@ -31,6 +32,10 @@ __all__ = [
     "Sigmoid",
     "Affine",
     "SoftmaxWithLoss",
+    "Dropout",
+    "BatchNormalization",
+    "Convolution",
+    "Pooling",
     "LabelError",
     "openmp_enabled",
     "get_num_threads",
