@@ -18,12 +18,13 @@ from bpfast._kernels._parallel cimport block_start
 
 cdef void _dropout_fwd(const floating *x, const double *u, double ratio, floating *out,
                        unsigned char *mask, Py_ssize_t n) noexcept nogil:
+    # Two simple loops rather than one: each vectorises (the byte store of the mask would
+    # otherwise keep the float loop scalar).  u stays in cache between them.
     cdef Py_ssize_t i
-    cdef unsigned char keep
     for i in range(n):
-        keep = u[i] > ratio
-        mask[i] = keep
-        out[i] = x[i] * <floating>keep
+        out[i] = x[i] * (<floating>1.0 if u[i] > ratio else <floating>0.0)
+    for i in range(n):
+        mask[i] = u[i] > ratio
 
 
 cdef void _dropout_bwd(const floating *dout, const unsigned char *mask, floating *dx,
