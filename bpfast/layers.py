@@ -540,7 +540,8 @@ class BatchNormalization(_ref.BatchNormalization):
         Shape of the last forward input; ``backward`` returns ``dx`` in this shape.
     batch_size : int
     xc, xn : ndarray of shape (N, D)
-        ``x - mean`` and ``xc / std`` of the last *training* forward.
+        ``x - mean`` and ``xc / std`` of the last *training* forward (``xn`` is computed
+        on first access; the kernels do not need it stored).
     std : ndarray of shape (D,)
         ``sqrt(var + 1e-6)`` of the last training forward.
     dgamma, dbeta : ndarray of shape (D,)
@@ -597,14 +598,36 @@ class BatchNormalization(_ref.BatchNormalization):
             )
         return out.reshape(*self.input_shape)
 
+    @property
+    def xn(self):
+        # Normalised input of the last training forward, ``xc / std``.  The kernel does not
+        # store it (one (N, D) array less to write, and to read in backward); it is computed
+        # here, with the same division, on first access.  Before any training forward the
+        # attribute does not exist, as in the book.
+        xn = self.__dict__.get("_xn")
+        if xn is None:
+            xc, std = self.__dict__.get("_xn_from", (None, None))
+            if xc is None:
+                raise AttributeError("'BatchNormalization' object has no attribute 'xn'")
+            xn = xc / std
+            self._xn = xn
+        return xn
+
+    @xn.setter
+    def xn(self, value):
+        self._xn = value
+        self._xn_from = (None, None)
+
     def _forward_train(self, x2):
         n, d = x2.shape
         dtype = x2.dtype
         mean, var, std = np.empty(d, dtype), np.empty(d, dtype), np.empty(d, dtype)
-        xc, xn = np.empty((n, d), dtype), np.empty((n, d), dtype)
+        xc = np.empty((n, d), dtype)
         gamma = _vector(self.gamma, d, (dtype,))
         beta = _vector(self.beta, d, (dtype,))
         fused = gamma is not None and beta is not None
+        # Without the fused scale and shift, NumPy needs xn right away: store it.
+        xn = None if fused else np.empty((n, d), dtype)
         out = np.empty((n, d), dtype) if fused else None
         _BN_TRAIN[dtype](
             x2, mean, var, std, xc, xn, gamma if fused else None, beta if fused else None, out,
@@ -612,7 +635,11 @@ class BatchNormalization(_ref.BatchNormalization):
         )
         self.batch_size = n
         self.xc = xc
-        self.xn = xn
+        if xn is None:
+            self._xn = None
+            self._xn_from = (xc, std)
+        else:
+            self.xn = xn
         self.std = std
         # NumPy, as in the book: any dtype or shape the caller gave the running statistics.
         self.running_mean = self.momentum * self.running_mean + (1 - self.momentum) * mean
@@ -634,18 +661,24 @@ class BatchNormalization(_ref.BatchNormalization):
         dx : ndarray of the last forward input's shape
             Also sets ``dgamma`` and ``dbeta`` (summed in double).
         """
-        xc, xn, std, gamma = self.xc, getattr(self, "xn", None), self.std, self.gamma
+        xc, std, gamma = self.xc, self.std, self.gamma
         if float_array(dout) is None or dout.ndim not in (2, 4) or dout.size == 0:
             return super().backward(dout)
         n = dout.shape[0]
         d2 = contiguous(dout).reshape(n, -1)
         d = d2.shape[1]
+        # xn: None lets the kernel recompute it (xc / std, as the forward did), valid while
+        # xc and std are still the forward's own arrays; otherwise the stored/lazy xn.
+        xn = self.__dict__.get("_xn")
+        if xn is None:
+            src_xc, src_std = self.__dict__.get("_xn_from", (None, None))
+            if src_xc is None or src_xc is not xc or src_std is not std:
+                xn = getattr(self, "xn", None)
         if (
             float_array(xc) is None
-            or float_array(xn) is None
             or xc.shape != (n, d)
-            or xn.shape != (n, d)
-            or xn.dtype != xc.dtype
+            or (xn is not None and (float_array(xn) is None or xn.shape != (n, d)
+                                    or xn.dtype != xc.dtype))
             or _vector(std, d) is None
             or _vector(gamma, d) is None
             or type(self.batch_size) is not int
@@ -653,16 +686,19 @@ class BatchNormalization(_ref.BatchNormalization):
         ):
             return super().backward(dout)
         ct = np.result_type(dout, xc, std, gamma)
+        if xn is None and ct != xc.dtype:
+            xn = self.xn  # xc / std in xc's dtype, as the book computed it, not in ct
         dx = np.empty((n, d), ct)
         dgamma = np.empty(d, ct)
         dbeta = np.empty(d, ct)
         _BN_BWD[ct](
-            d2.astype(ct, copy=False), contiguous(xn).astype(ct, copy=False),
+            d2.astype(ct, copy=False),
+            None if xn is None else contiguous(xn).astype(ct, copy=False),
             contiguous(xc).astype(ct, copy=False), contiguous(std).astype(ct, copy=False),
             contiguous(gamma).astype(ct, copy=False), n, dx, dgamma, dbeta,
             n_threads=threads_for(dout.size, _PAR_COLUMNS),
         )
-        self.dgamma = dgamma.astype(np.result_type(xn, dout), copy=False)
+        self.dgamma = dgamma.astype(np.result_type(xc, dout), copy=False)
         self.dbeta = dbeta.astype(dout.dtype, copy=False)
         return dx.reshape(*self.input_shape)
 

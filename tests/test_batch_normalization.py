@@ -113,6 +113,39 @@ def test_backward_uses_stale_training_statistics():
     assert_same(fast.dgamma, book.dgamma)
 
 
+def test_xn_exists_after_a_training_forward_only():
+    gamma, beta = _params(4)
+    fast, book = bpfast.BatchNormalization(gamma, beta), ref.BatchNormalization(gamma, beta)
+    assert not hasattr(fast, "xn") and not hasattr(book, "xn")
+    x = _data((5, 4))
+    fast.forward(x, train_flg=False)
+    book.forward(x, train_flg=False)
+    assert not hasattr(fast, "xn") and not hasattr(book, "xn")
+    fast.forward(x)
+    book.forward(x)
+    assert_same(fast.xn, book.xn)
+    assert fast.xn is fast.xn  # computed once
+
+
+def test_assigned_xn_is_what_backward_uses():
+    gamma, beta = _params(4)
+    fast, book = bpfast.BatchNormalization(gamma, beta), ref.BatchNormalization(gamma, beta)
+    x = _data((5, 4))
+    fast.forward(x)
+    book.forward(x)
+    fast.xn = book.xn * 2.0
+    book.xn = book.xn * 2.0
+    dout = _data((5, 4), seed=9)
+    assert_same(fast.backward(dout), book.backward(dout))
+    assert_same(fast.dgamma, book.dgamma)
+    fast.forward(x)
+    book.forward(x)
+    fast.xc = book.xc + 1.0  # re-bound xc: xn stays the forward's xc / std, as in the book
+    book.xc = book.xc + 1.0
+    assert_same(fast.backward(dout), book.backward(dout))
+    assert_same(fast.dgamma, book.dgamma)
+
+
 def test_gamma_and_beta_are_read_live():
     gamma, beta = _params(10)
     fast, book = bpfast.BatchNormalization(gamma, beta), ref.BatchNormalization(gamma, beta)

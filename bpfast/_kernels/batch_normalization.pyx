@@ -7,7 +7,8 @@ with a temporary) per direction; these kernels take three, over blocks of column
 enough that a block of ``x``/``xc`` stays in cache between the passes:
 
 * forward (training): column sums -> mean; ``xc = x - mean`` and its squared sums -> var,
-  std; ``xn = xc / std`` and ``out = gamma * xn + beta``;
+  std; ``xn = xc / std`` (stored only if asked: the layer recomputes it on demand, which
+  saves writing one array here and reading it in backward) and ``out = gamma * xn + beta``;
 * forward (inference): one pass, ``out = gamma * ((x - running_mean) / sqrt(running_var +
   1e-6)) + beta``;
 * backward: the sums ``dbeta``, ``dgamma`` and ``dstd``; ``dxc`` and its sum ``dmu``;
@@ -31,9 +32,11 @@ from libc.stdlib cimport free, malloc
 
 from bpfast._kernels._parallel cimport block_start
 
-# Bytes of one (N, block) slice of an array: the block width is chosen so that the slices
-# one pass writes and the next reads (two arrays) stay in a 1 MiB L2 cache.
-cdef Py_ssize_t _BLOCK_BYTES = 1 << 18
+# Bytes of one (N, block) slice of an array.  Blocks of columns are the unit of work of a
+# thread; within a block every pass streams whole row segments.  Narrow blocks (so that a
+# slice stays in L2 between passes) measured *slower* here than segments of ~8 KiB: with
+# many short streams the hardware prefetchers fall behind, and the kernels are memory bound.
+cdef Py_ssize_t _BLOCK_BYTES = 1 << 20
 
 
 cdef inline floating _sqrt(floating v) noexcept nogil:
@@ -77,12 +80,21 @@ cdef void _fwd_train_block(const floating *x, floating *mean, floating *var, flo
         var[j] = <floating>(acc[j] / n)
         std[j] = _sqrt(<floating>(var[j] + eps))
     # Pass 3: normalised values, then scale and shift (two roundings, as in the book).
-    for i in range(n):
-        for j in range(j0, j1):
-            v = xc[i * d + j] / std[j]
-            xn[i * d + j] = v
-            if out != NULL:
+    # xn is optional: the layer can leave it to be computed on demand (xc / std again).
+    if xn != NULL and out != NULL:
+        for i in range(n):
+            for j in range(j0, j1):
+                v = xc[i * d + j] / std[j]
+                xn[i * d + j] = v
                 out[i * d + j] = gamma[j] * v + beta[j]
+    elif out != NULL:
+        for i in range(n):
+            for j in range(j0, j1):
+                out[i * d + j] = gamma[j] * (xc[i * d + j] / std[j]) + beta[j]
+    elif xn != NULL:
+        for i in range(n):
+            for j in range(j0, j1):
+                xn[i * d + j] = xc[i * d + j] / std[j]
 
 
 cdef void _fwd_infer_block(const floating *x, const double *rmean, const double *rstd,
@@ -105,17 +117,28 @@ cdef void _bwd_block(const floating *dout, const floating *xn, const floating *x
     cdef double *s_gamma = acc + d
     cdef double *s_std = acc + 2 * d
     # Pass 1: dbeta = sum(dout), dgamma = sum(xn * dout), sum((dxn * xc) / (std * std)).
+    # Without a cached xn it is recomputed as xc / std: the forward's very operation, so the
+    # same value -- a division instead of reading a third (N, D) array.
     for j in range(j0, j1):
         s_beta[j] = 0.0
         s_gamma[j] = 0.0
         s_std[j] = 0.0
-    for i in range(n):
-        for j in range(j0, j1):
-            t = dout[i * d + j]
-            dxn = gamma[j] * t
-            s_beta[j] += t
-            s_gamma[j] += xn[i * d + j] * t
-            s_std[j] += (dxn * xc[i * d + j]) / (std[j] * std[j])
+    if xn != NULL:
+        for i in range(n):
+            for j in range(j0, j1):
+                t = dout[i * d + j]
+                dxn = gamma[j] * t
+                s_beta[j] += t
+                s_gamma[j] += xn[i * d + j] * t
+                s_std[j] += (dxn * xc[i * d + j]) / (std[j] * std[j])
+    else:
+        for i in range(n):
+            for j in range(j0, j1):
+                t = dout[i * d + j]
+                dxn = gamma[j] * t
+                s_beta[j] += t
+                s_gamma[j] += (xc[i * d + j] / std[j]) * t
+                s_std[j] += (dxn * xc[i * d + j]) / (std[j] * std[j])
     for j in range(j0, j1):
         dbeta[j] = <floating>s_beta[j]
         dgamma[j] = <floating>s_gamma[j]
@@ -156,25 +179,29 @@ def bn_forward_train(const floating[:, ::1] x not None,   # IN: (N, D)
                      floating[::1] var_out not None,     # OUT: (D,) biased variance
                      floating[::1] std_out not None,     # OUT: (D,) sqrt(var + 1e-6)
                      floating[:, ::1] xc_out not None,   # OUT: (N, D) x - mean
-                     floating[:, ::1] xn_out not None,   # OUT: (N, D) xc / std
+                     floating[:, ::1] xn_out,            # OUT: (N, D) xc / std, or None
                      const floating[::1] gamma,          # IN: (D,), or None with out None
                      const floating[::1] beta,           # IN: (D,), or None with out None
                      floating[:, ::1] out,               # OUT: (N, D) gamma*xn + beta, or None
                      *, int n_threads=1):
-    """Training forward.  ``out=None`` (with ``gamma``/``beta`` None) skips the scale and
-    shift, for gamma/beta of another dtype, which the caller then applies with NumPy."""
+    """Training forward.  ``xn_out=None`` skips storing xn (the caller recomputes it on
+    demand); ``out=None`` (with ``gamma``/``beta`` None) skips the scale and shift, for
+    gamma/beta of another dtype, which the caller then applies with NumPy."""
     cdef Py_ssize_t n = x.shape[0], d = x.shape[1], w, blocks, parts, t, b, lo, hi, j1
     cdef double *acc
     cdef const floating *g = NULL
     cdef const floating *bt = NULL
     cdef floating *o = NULL
+    cdef floating *xnp = NULL
     if n < 1 or d < 1:
         raise ValueError(f"bn_forward_train: x has shape ({n}, {d}), need N, D >= 1")
     _check_vector("mean_out", mean_out.shape[0], d)
     _check_vector("var_out", var_out.shape[0], d)
     _check_vector("std_out", std_out.shape[0], d)
     _check_matrix("xc_out", xc_out.shape[0], xc_out.shape[1], n, d)
-    _check_matrix("xn_out", xn_out.shape[0], xn_out.shape[1], n, d)
+    if xn_out is not None:
+        _check_matrix("xn_out", xn_out.shape[0], xn_out.shape[1], n, d)
+        xnp = &xn_out[0, 0]
     if out is not None:
         if gamma is None or beta is None:
             raise ValueError("bn_forward_train: out needs gamma and beta")
@@ -196,7 +223,7 @@ def bn_forward_train(const floating[:, ::1] x not None,   # IN: (N, D)
                 for b in range(blocks):
                     j1 = min(d, (b + 1) * w)
                     _fwd_train_block(&x[0, 0], &mean_out[0], &var_out[0], &std_out[0],
-                                     &xc_out[0, 0], &xn_out[0, 0], g, bt, o, acc, n, d, b * w, j1)
+                                     &xc_out[0, 0], xnp, g, bt, o, acc, n, d, b * w, j1)
         else:
             for t in prange(parts, nogil=True, schedule="static", num_threads=parts):
                 lo = block_start(blocks, parts, t)
@@ -204,7 +231,7 @@ def bn_forward_train(const floating[:, ::1] x not None,   # IN: (N, D)
                 for b in range(lo, hi):
                     j1 = min(d, (b + 1) * w)
                     _fwd_train_block(&x[0, 0], &mean_out[0], &var_out[0], &std_out[0],
-                                     &xc_out[0, 0], &xn_out[0, 0], g, bt, o, acc, n, d, b * w, j1)
+                                     &xc_out[0, 0], xnp, g, bt, o, acc, n, d, b * w, j1)
     finally:
         free(acc)
 
@@ -252,7 +279,7 @@ def bn_forward_infer(const floating[:, ::1] x not None,  # IN: (N, D)
 
 
 def bn_backward(const floating[:, ::1] dout not None,  # IN: (N, D)
-                const floating[:, ::1] xn not None,    # IN: (N, D) cached by forward
+                const floating[:, ::1] xn,             # IN: (N, D) cached xn, or None
                 const floating[:, ::1] xc not None,    # IN: (N, D) cached by forward
                 const floating[::1] std not None,      # IN: (D,) cached by forward
                 const floating[::1] gamma not None,    # IN: (D,)
@@ -261,9 +288,11 @@ def bn_backward(const floating[:, ::1] dout not None,  # IN: (N, D)
                 floating[::1] dgamma_out not None,     # OUT: (D,)
                 floating[::1] dbeta_out not None,      # OUT: (D,)
                 *, int n_threads=1):
-    """Backward with the cached statistics; ``batch_size`` is the book's ``self.batch_size``."""
+    """Backward with the cached statistics; ``batch_size`` is the book's ``self.batch_size``;
+    ``xn=None`` recomputes it as ``xc / std``."""
     cdef Py_ssize_t n = dout.shape[0], d = dout.shape[1], w, blocks, parts, t, b, lo, hi, j1
     cdef double *acc
+    cdef const floating *xnp = NULL
     # The book's Python scalars (2.0 / batch_size, and the divisor of dmu) meet arrays of
     # the compute dtype, so NumPy rounds them to that dtype first.
     cdef floating k2 = <floating>(2.0 / batch_size) if batch_size else 0
@@ -271,7 +300,9 @@ def bn_backward(const floating[:, ::1] dout not None,  # IN: (N, D)
     if n < 1 or d < 1 or batch_size != n:
         raise ValueError(f"bn_backward: dout has shape ({n}, {d}) and batch_size is "
                          f"{batch_size}; need N, D >= 1 and batch_size == N")
-    _check_matrix("xn", xn.shape[0], xn.shape[1], n, d)
+    if xn is not None:
+        _check_matrix("xn", xn.shape[0], xn.shape[1], n, d)
+        xnp = &xn[0, 0]
     _check_matrix("xc", xc.shape[0], xc.shape[1], n, d)
     _check_matrix("dx_out", dx_out.shape[0], dx_out.shape[1], n, d)
     _check_vector("std", std.shape[0], d)
@@ -289,7 +320,7 @@ def bn_backward(const floating[:, ::1] dout not None,  # IN: (N, D)
             with nogil:
                 for b in range(blocks):
                     j1 = min(d, (b + 1) * w)
-                    _bwd_block(&dout[0, 0], &xn[0, 0], &xc[0, 0], &std[0], &gamma[0], k2, nb,
+                    _bwd_block(&dout[0, 0], xnp, &xc[0, 0], &std[0], &gamma[0], k2, nb,
                                &dx_out[0, 0], &dgamma_out[0], &dbeta_out[0], acc, n, d, b * w, j1)
         else:
             for t in prange(parts, nogil=True, schedule="static", num_threads=parts):
@@ -297,7 +328,7 @@ def bn_backward(const floating[:, ::1] dout not None,  # IN: (N, D)
                 hi = block_start(blocks, parts, t + 1)
                 for b in range(lo, hi):
                     j1 = min(d, (b + 1) * w)
-                    _bwd_block(&dout[0, 0], &xn[0, 0], &xc[0, 0], &std[0], &gamma[0], k2, nb,
+                    _bwd_block(&dout[0, 0], xnp, &xc[0, 0], &std[0], &gamma[0], k2, nb,
                                &dx_out[0, 0], &dgamma_out[0], &dbeta_out[0], acc, n, d, b * w, j1)
     finally:
         free(acc)
