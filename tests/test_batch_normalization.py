@@ -307,6 +307,18 @@ def test_kernels_reject_mismatched_buffers():
         kbn.bn_backward["double"](x, x, x, v, v, 5, x.copy(), v.copy(), v.copy())  # batch size
     with pytest.raises(ValueError):
         kbn.bn_forward_infer["double"](x, v, np.zeros(4), v, v, x.copy())
+    # Outputs must not overlap other arguments (the C loops assume it).
+    xc = x.copy()
+    with pytest.raises(ValueError):
+        f(x, v.copy(), v.copy(), v.copy(), xc, xc, v, v, x.copy())
+    with pytest.raises(ValueError):
+        f(x, v.copy(), v.copy(), v.copy(), x.copy(), None, v, v, x)  # out is x
+    dout = np.ones((4, 3))
+    with pytest.raises(ValueError):
+        kbn.bn_backward["double"](dout, None, x, np.ones(3), v, 4, dout, v.copy(), np.zeros(3))
+    buf = np.zeros(6)
+    with pytest.raises(ValueError):
+        kbn.bn_backward["double"](dout, None, x, np.ones(3), v, 4, x.copy(), buf[:3], buf[2:5])
 
 
 # ----------------------------------------------------------------- bad inputs (subprocess)

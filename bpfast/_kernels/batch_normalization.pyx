@@ -21,13 +21,15 @@ bit-identical to the book's.  Sums are
 accumulated in double; for float32 this is more accurate than NumPy's float32 sums (results
 then agree to float32 rounding, not bit for bit).
 
-Columns are independent, so blocks of columns are split over threads: race-free, and the
-result does not depend on the thread count.  Invariants (checked before the loops): every
+The loops themselves are C (``batch_normalization.h``): compiled per instruction set with
+run-time dispatch, and without fused multiply-adds (see there why).  Columns are
+independent, so blocks of columns are split over threads: race-free, and the result does
+not depend on the thread count.  Invariants (checked before the loops): every
 ``(N, D)`` array has the same shape, every vector has length D, N >= 1.
 """
 from cython.parallel cimport prange
 from cython cimport floating
-from libc.math cimport sqrt, sqrtf
+from libc.math cimport sqrt
 from libc.stdlib cimport free, malloc
 
 from bpfast._kernels._parallel cimport block_start
@@ -39,11 +41,29 @@ from bpfast._kernels._parallel cimport block_start
 cdef Py_ssize_t _BLOCK_BYTES = 1 << 20
 
 
-cdef inline floating _sqrt(floating v) noexcept nogil:
-    if floating is float:
-        return sqrtf(v)
-    else:
-        return sqrt(v)
+cdef extern from "batch_normalization.h" nogil:
+    void bp_bn_fwd_train_f64(const double *x, double *mean, double *var, double *std,
+                             double *xc, double *xn, const double *gamma, const double *beta,
+                             double *out, double *acc, Py_ssize_t n, Py_ssize_t d,
+                             Py_ssize_t j0, Py_ssize_t j1) noexcept
+    void bp_bn_fwd_train_f32(const float *x, float *mean, float *var, float *std,
+                             float *xc, float *xn, const float *gamma, const float *beta,
+                             float *out, double *acc, Py_ssize_t n, Py_ssize_t d,
+                             Py_ssize_t j0, Py_ssize_t j1) noexcept
+    void bp_bn_fwd_infer_f64(const double *x, const double *rmean, const double *rstd,
+                             const double *gamma, const double *beta, double *out,
+                             Py_ssize_t n, Py_ssize_t d, Py_ssize_t j0, Py_ssize_t j1) noexcept
+    void bp_bn_fwd_infer_f32(const float *x, const double *rmean, const double *rstd,
+                             const double *gamma, const double *beta, double *out,
+                             Py_ssize_t n, Py_ssize_t d, Py_ssize_t j0, Py_ssize_t j1) noexcept
+    void bp_bn_bwd_f64(const double *dout, const double *xn, const double *xc,
+                       const double *std, const double *gamma, double k2, double nb,
+                       double *dx, double *dgamma, double *dbeta, double *acc, Py_ssize_t n,
+                       Py_ssize_t d, Py_ssize_t j0, Py_ssize_t j1) noexcept
+    void bp_bn_bwd_f32(const float *dout, const float *xn, const float *xc,
+                       const float *std, const float *gamma, float k2, float nb,
+                       float *dx, float *dgamma, float *dbeta, double *acc, Py_ssize_t n,
+                       Py_ssize_t d, Py_ssize_t j0, Py_ssize_t j1) noexcept
 
 
 cdef Py_ssize_t _block_width(Py_ssize_t n, Py_ssize_t d, Py_ssize_t itemsize) noexcept nogil:
@@ -54,111 +74,64 @@ cdef Py_ssize_t _block_width(Py_ssize_t n, Py_ssize_t d, Py_ssize_t itemsize) no
     return w if w < d else d
 
 
-cdef void _fwd_train_block(const floating *x, floating *mean, floating *var, floating *std,
-                           floating *xc, floating *xn, const floating *gamma,
-                           const floating *beta, floating *out, double *acc, Py_ssize_t n,
-                           Py_ssize_t d, Py_ssize_t j0, Py_ssize_t j1) noexcept nogil:
-    cdef Py_ssize_t i, j
-    cdef floating v, sd, eps = <floating>1e-6
-    # Pass 1: column means.
-    for j in range(j0, j1):
-        acc[j] = 0.0
-    for i in range(n):
-        for j in range(j0, j1):
-            acc[j] += x[i * d + j]
-    for j in range(j0, j1):
-        mean[j] = <floating>(acc[j] / n)
-    # Pass 2: centred values and the biased variance (the mean of xc**2).
-    for j in range(j0, j1):
-        acc[j] = 0.0
-    for i in range(n):
-        for j in range(j0, j1):
-            v = x[i * d + j] - mean[j]
-            xc[i * d + j] = v
-            acc[j] += v * v
-    for j in range(j0, j1):
-        var[j] = <floating>(acc[j] / n)
-        std[j] = _sqrt(<floating>(var[j] + eps))
-    # Pass 3: normalised values, then scale and shift (two roundings, as in the book).
-    # xn is optional: the layer can leave it to be computed on demand (xc / std again).
-    if xn != NULL and out != NULL:
-        for i in range(n):
-            for j in range(j0, j1):
-                v = xc[i * d + j] / std[j]
-                xn[i * d + j] = v
-                out[i * d + j] = gamma[j] * v + beta[j]
-    elif out != NULL:
-        for i in range(n):
-            for j in range(j0, j1):
-                out[i * d + j] = gamma[j] * (xc[i * d + j] / std[j]) + beta[j]
-    elif xn != NULL:
-        for i in range(n):
-            for j in range(j0, j1):
-                xn[i * d + j] = xc[i * d + j] / std[j]
-
-
-cdef void _fwd_infer_block(const floating *x, const double *rmean, const double *rstd,
-                           const double *gamma, const double *beta, double *out, Py_ssize_t n,
-                           Py_ssize_t d, Py_ssize_t j0, Py_ssize_t j1) noexcept nogil:
-    cdef Py_ssize_t i, j
-    for i in range(n):
-        for j in range(j0, j1):
-            out[i * d + j] = gamma[j] * ((<double>x[i * d + j] - rmean[j]) / rstd[j]) + beta[j]
-
-
-cdef void _bwd_block(const floating *dout, const floating *xn, const floating *xc,
-                     const floating *std, const floating *gamma, floating k2, floating nb,
-                     floating *dx, floating *dgamma, floating *dbeta, double *acc,
-                     Py_ssize_t n, Py_ssize_t d, Py_ssize_t j0, Py_ssize_t j1) noexcept nogil:
-    # acc holds three sums per column: acc[j], acc[d + j], acc[2d + j].
-    cdef Py_ssize_t i, j
-    cdef floating dv, t, dxn
-    cdef double *s_beta = acc
-    cdef double *s_gamma = acc + d
-    cdef double *s_std = acc + 2 * d
-    # Pass 1: dbeta = sum(dout), dgamma = sum(xn * dout), sum((dxn * xc) / (std * std)).
-    # Without a cached xn it is recomputed as xc / std: the forward's very operation, so the
-    # same value -- a division instead of reading a third (N, D) array.
-    for j in range(j0, j1):
-        s_beta[j] = 0.0
-        s_gamma[j] = 0.0
-        s_std[j] = 0.0
-    if xn != NULL:
-        for i in range(n):
-            for j in range(j0, j1):
-                t = dout[i * d + j]
-                dxn = gamma[j] * t
-                s_beta[j] += t
-                s_gamma[j] += xn[i * d + j] * t
-                s_std[j] += (dxn * xc[i * d + j]) / (std[j] * std[j])
+cdef inline void _fwd_train_block(const floating *x, floating *mean, floating *var,
+                                  floating *std, floating *xc, floating *xn,
+                                  const floating *gamma, const floating *beta, floating *out,
+                                  double *acc, Py_ssize_t n, Py_ssize_t d, Py_ssize_t j0,
+                                  Py_ssize_t j1) noexcept nogil:
+    if floating is float:
+        bp_bn_fwd_train_f32(x, mean, var, std, xc, xn, gamma, beta, out, acc, n, d, j0, j1)
     else:
-        for i in range(n):
-            for j in range(j0, j1):
-                t = dout[i * d + j]
-                dxn = gamma[j] * t
-                s_beta[j] += t
-                s_gamma[j] += (xc[i * d + j] / std[j]) * t
-                s_std[j] += (dxn * xc[i * d + j]) / (std[j] * std[j])
-    for j in range(j0, j1):
-        dbeta[j] = <floating>s_beta[j]
-        dgamma[j] = <floating>s_gamma[j]
-        # dvar = 0.5 * dstd / std with dstd = -sum(...); reuse s_std for dvar.
-        dv = <floating>(0.5) * (-<floating>s_std[j]) / std[j]
-        s_std[j] = dv
-    # Pass 2: dxc = dxn / std + (2/N) * xc * dvar, and dmu = sum(dxc) in s_beta.
-    for j in range(j0, j1):
-        s_beta[j] = 0.0
-    for i in range(n):
-        for j in range(j0, j1):
-            t = (gamma[j] * dout[i * d + j]) / std[j] + (k2 * xc[i * d + j]) * <floating>s_std[j]
-            dx[i * d + j] = t
-            s_beta[j] += t
-    # Pass 3: dx = dxc - dmu / N.
-    for j in range(j0, j1):
-        s_gamma[j] = <floating>(<floating>s_beta[j] / nb)
-    for i in range(n):
-        for j in range(j0, j1):
-            dx[i * d + j] = dx[i * d + j] - <floating>s_gamma[j]
+        bp_bn_fwd_train_f64(x, mean, var, std, xc, xn, gamma, beta, out, acc, n, d, j0, j1)
+
+
+cdef inline void _fwd_infer_block(const floating *x, const double *rmean, const double *rstd,
+                                  const double *gamma, const double *beta, double *out,
+                                  Py_ssize_t n, Py_ssize_t d, Py_ssize_t j0,
+                                  Py_ssize_t j1) noexcept nogil:
+    if floating is float:
+        bp_bn_fwd_infer_f32(x, rmean, rstd, gamma, beta, out, n, d, j0, j1)
+    else:
+        bp_bn_fwd_infer_f64(x, rmean, rstd, gamma, beta, out, n, d, j0, j1)
+
+
+cdef inline void _bwd_block(const floating *dout, const floating *xn, const floating *xc,
+                            const floating *std, const floating *gamma, floating k2,
+                            floating nb, floating *dx, floating *dgamma, floating *dbeta,
+                            double *acc, Py_ssize_t n, Py_ssize_t d, Py_ssize_t j0,
+                            Py_ssize_t j1) noexcept nogil:
+    if floating is float:
+        bp_bn_bwd_f32(dout, xn, xc, std, gamma, k2, nb, dx, dgamma, dbeta, acc, n, d, j0, j1)
+    else:
+        bp_bn_bwd_f64(dout, xn, xc, std, gamma, k2, nb, dx, dgamma, dbeta, acc, n, d, j0, j1)
+
+
+cdef struct _Span:
+    const char *lo
+    const char *hi
+    bint out
+
+
+cdef int _check_disjoint(_Span *spans, int k) except -1:
+    # The C loops take `restrict` pointers: an output overlapping any other array would give
+    # wrong numbers silently, so it is an error here.  (Empty spans are skipped.)
+    cdef int a, b
+    for a in range(k):
+        for b in range(a + 1, k):
+            if (spans[a].out or spans[b].out) and spans[a].lo < spans[a].hi \
+                    and spans[b].lo < spans[b].hi \
+                    and spans[a].lo < spans[b].hi and spans[b].lo < spans[a].hi:
+                raise ValueError("batch normalization kernels: an output array overlaps "
+                                 "another argument")
+    return 0
+
+
+cdef inline _Span _span(const void *p, Py_ssize_t nbytes, bint out) noexcept:
+    cdef _Span s
+    s.lo = <const char *>p
+    s.hi = <const char *>p + nbytes
+    s.out = out
+    return s
 
 
 cdef int _check_matrix(str name, Py_ssize_t r, Py_ssize_t c, Py_ssize_t n,
@@ -211,6 +184,18 @@ def bn_forward_train(const floating[:, ::1] x not None,   # IN: (N, D)
         g = &gamma[0]
         bt = &beta[0]
         o = &out[0, 0]
+    cdef Py_ssize_t m = n * d * sizeof(floating), v = d * sizeof(floating)
+    cdef _Span spans[9]
+    spans[0] = _span(&x[0, 0], m, False)
+    spans[1] = _span(&mean_out[0], v, True)
+    spans[2] = _span(&var_out[0], v, True)
+    spans[3] = _span(&std_out[0], v, True)
+    spans[4] = _span(&xc_out[0, 0], m, True)
+    spans[5] = _span(xnp, m if xnp != NULL else 0, True)
+    spans[6] = _span(g, v if g != NULL else 0, False)
+    spans[7] = _span(bt, v if bt != NULL else 0, False)
+    spans[8] = _span(o, m if o != NULL else 0, True)
+    _check_disjoint(spans, 9)
     acc = <double *>malloc(d * sizeof(double))
     if acc == NULL:
         raise MemoryError()
@@ -253,6 +238,14 @@ def bn_forward_infer(const floating[:, ::1] x not None,  # IN: (N, D)
     _check_vector("gamma", gamma.shape[0], d)
     _check_vector("beta", beta.shape[0], d)
     _check_matrix("out", out.shape[0], out.shape[1], n, d)
+    cdef _Span spans[6]
+    spans[0] = _span(&x[0, 0], n * d * sizeof(floating), False)
+    spans[1] = _span(&running_mean[0], d * sizeof(double), False)
+    spans[2] = _span(&running_var[0], d * sizeof(double), False)
+    spans[3] = _span(&gamma[0], d * sizeof(double), False)
+    spans[4] = _span(&beta[0], d * sizeof(double), False)
+    spans[5] = _span(&out[0, 0], n * d * sizeof(double), True)
+    _check_disjoint(spans, 6)
     rstd = <double *>malloc(d * sizeof(double))
     if rstd == NULL:
         raise MemoryError()
@@ -309,6 +302,17 @@ def bn_backward(const floating[:, ::1] dout not None,  # IN: (N, D)
     _check_vector("gamma", gamma.shape[0], d)
     _check_vector("dgamma_out", dgamma_out.shape[0], d)
     _check_vector("dbeta_out", dbeta_out.shape[0], d)
+    cdef Py_ssize_t m = n * d * sizeof(floating), v = d * sizeof(floating)
+    cdef _Span spans[8]
+    spans[0] = _span(&dout[0, 0], m, False)
+    spans[1] = _span(xnp, m if xnp != NULL else 0, False)
+    spans[2] = _span(&xc[0, 0], m, False)
+    spans[3] = _span(&std[0], v, False)
+    spans[4] = _span(&gamma[0], v, False)
+    spans[5] = _span(&dx_out[0, 0], m, True)
+    spans[6] = _span(&dgamma_out[0], v, True)
+    spans[7] = _span(&dbeta_out[0], v, True)
+    _check_disjoint(spans, 8)
     acc = <double *>malloc(3 * d * sizeof(double))
     if acc == NULL:
         raise MemoryError()
