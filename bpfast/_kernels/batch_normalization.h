@@ -21,7 +21,15 @@
 #include <math.h>
 #include <stddef.h>
 
+/* For BP_DISPATCH only; its loops are not used here (hence no unused-function warnings). */
+#if defined(__GNUC__)
+#  pragma GCC diagnostic push
+#  pragma GCC diagnostic ignored "-Wunused-function"
+#endif
 #include "simd.h"
+#if defined(__GNUC__)
+#  pragma GCC diagnostic pop
+#endif
 
 #if defined(__clang__)
 #  pragma STDC FP_CONTRACT OFF
