@@ -8,7 +8,8 @@ multiply, each with its own temporary) into one pass that writes the mask and th
 and ``dout * mask`` into one pass.  Multiplying by 0.0/1.0 (rather than selecting) keeps
 NumPy's values exactly: ``-x * 0.0 == -0.0``, ``inf * 0.0 == nan``.
 
-Invariants: all arrays are 1-D views of the same length (checked).
+The loops are C (``dropout.h``), compiled per instruction set with run-time dispatch.
+Invariants: all arrays are 1-D views of the same length, outputs overlap nothing (checked).
 """
 from cython.parallel cimport prange
 from cython cimport floating
@@ -16,22 +17,37 @@ from cython cimport floating
 from bpfast._kernels._parallel cimport block_start
 
 
-cdef void _dropout_fwd(const floating *x, const double *u, double ratio, floating *out,
-                       unsigned char *mask, Py_ssize_t n) noexcept nogil:
-    # Two simple loops rather than one: each vectorises (the byte store of the mask would
-    # otherwise keep the float loop scalar).  u stays in cache between them.
-    cdef Py_ssize_t i
-    for i in range(n):
-        out[i] = x[i] * (<floating>1.0 if u[i] > ratio else <floating>0.0)
-    for i in range(n):
-        mask[i] = u[i] > ratio
+cdef extern from "dropout.h" nogil:
+    void bp_dropout_fwd_f64(const double *x, const double *u, double ratio, double *out,
+                            unsigned char *mask, Py_ssize_t n) noexcept
+    void bp_dropout_fwd_f32(const float *x, const double *u, double ratio, float *out,
+                            unsigned char *mask, Py_ssize_t n) noexcept
+    void bp_dropout_bwd_f64(const double *dout, const unsigned char *mask, double *dx,
+                            Py_ssize_t n) noexcept
+    void bp_dropout_bwd_f32(const float *dout, const unsigned char *mask, float *dx,
+                            Py_ssize_t n) noexcept
 
 
-cdef void _dropout_bwd(const floating *dout, const unsigned char *mask, floating *dx,
-                       Py_ssize_t n) noexcept nogil:
-    cdef Py_ssize_t i
-    for i in range(n):
-        dx[i] = dout[i] * <floating>(mask[i] != 0)
+cdef inline void _dropout_fwd(const floating *x, const double *u, double ratio, floating *out,
+                              unsigned char *mask, Py_ssize_t n) noexcept nogil:
+    if floating is float:
+        bp_dropout_fwd_f32(x, u, ratio, out, mask, n)
+    else:
+        bp_dropout_fwd_f64(x, u, ratio, out, mask, n)
+
+
+cdef inline void _dropout_bwd(const floating *dout, const unsigned char *mask, floating *dx,
+                              Py_ssize_t n) noexcept nogil:
+    if floating is float:
+        bp_dropout_bwd_f32(dout, mask, dx, n)
+    else:
+        bp_dropout_bwd_f64(dout, mask, dx, n)
+
+
+cdef bint _overlap(const void *a, Py_ssize_t na, const void *b, Py_ssize_t nb) noexcept:
+    cdef const char *pa = <const char *>a
+    cdef const char *pb = <const char *>b
+    return pa < pb + nb and pb < pa + na
 
 
 def dropout_forward(const floating[::1] x not None,         # IN
@@ -46,6 +62,12 @@ def dropout_forward(const floating[::1] x not None,         # IN
                          f"out {out.shape[0]}, mask_out {mask_out.shape[0]}")
     if n == 0:
         return
+    if (_overlap(&out[0], n * sizeof(floating), &x[0], n * sizeof(floating))
+            or _overlap(&out[0], n * sizeof(floating), &u[0], n * sizeof(double))
+            or _overlap(&mask_out[0], n, &x[0], n * sizeof(floating))
+            or _overlap(&mask_out[0], n, &u[0], n * sizeof(double))
+            or _overlap(&mask_out[0], n, &out[0], n * sizeof(floating))):
+        raise ValueError("dropout_forward: an output array overlaps another argument")
     if parts == 1:
         with nogil:
             _dropout_fwd(&x[0], &u[0], ratio, &out[0], &mask_out[0], n)
@@ -66,6 +88,9 @@ def dropout_backward(const floating[::1] dout not None,         # IN
                          f"dx_out {dx_out.shape[0]}")
     if n == 0:
         return
+    if (_overlap(&dx_out[0], n * sizeof(floating), &dout[0], n * sizeof(floating))
+            or _overlap(&dx_out[0], n * sizeof(floating), &mask[0], n)):
+        raise ValueError("dropout_backward: dx_out overlaps another argument")
     if parts == 1:
         with nogil:
             _dropout_bwd(&dout[0], &mask[0], &dx_out[0], n)
