@@ -410,16 +410,19 @@ _BN_INFER = _spec(_kbn.bn_forward_infer)
 _BN_BWD = _spec(_kbn.bn_backward)
 _IM2COL_NKP = _spec(_kim2col.im2col_nkp)
 _COL2IM_NKP = _spec(_kim2col.col2im_nkp)
-_POOL_FWD = {
-    (dt, it): _kpool.max_pool_forward[f"{c}|{ic}"]
-    for dt, c in ((F32, "float"), (F64, "double"))
-    for it, ic in ((np.dtype(np.uint8), "unsigned char"), (np.dtype(np.intc), "int"))
-}
-_POOL_BWD = {
-    (dt, it): _kpool.max_pool_backward[f"{c}|{ic}"]
-    for dt, c in ((F32, "float"), (F64, "double"))
-    for it, ic in ((np.dtype(np.uint8), "unsigned char"), (np.dtype(np.intc), "int"))
-}
+
+
+def _spec_pool(fused):
+    """Specialisations of a pooling kernel by (input dtype, window-index dtype)."""
+    return {
+        (dt, it): fused[f"{c}|{ic}"]
+        for dt, c in ((F32, "float"), (F64, "double"))
+        for it, ic in ((np.dtype(np.uint8), "unsigned char"), (np.dtype(np.intc), "int"))
+    }
+
+
+_POOL_FWD = _spec_pool(_kpool.max_pool_forward)
+_POOL_BWD = _spec_pool(_kpool.max_pool_backward)
 # Scalars that compare with float64 exactly as NumPy compares them (a float64 conversion is
 # exact for all of them, and a float64 array never promotes against them).
 _EXACT_SCALARS = (float, int, bool, np.float64, np.float32, np.float16, np.integer, np.bool_)

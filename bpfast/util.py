@@ -29,8 +29,15 @@ __all__ = ["im2col", "col2im", "conv_output_size", "shuffle_dataset", "smooth_cu
 # bound; see tools/bench_conv.py).
 _PAR_IM2COL = 1 << 17
 
-_IM2COL = {F32: _kim2col.im2col["float"], F64: _kim2col.im2col["double"]}
-_COL2IM = {F32: _kim2col.col2im["float"], F64: _kim2col.col2im["double"]}
+
+
+def _by_dtype(fused):
+    """The specialisations of a fused kernel by input dtype (skips the per-call dispatch)."""
+    return {F32: fused["float"], F64: fused["double"]}
+
+
+_IM2COL = _by_dtype(_kim2col.im2col)
+_COL2IM = _by_dtype(_kim2col.col2im)
 
 
 def _as_index(v):
