@@ -408,6 +408,7 @@ _DROPOUT_BWD = _spec(_kdropout.dropout_backward)
 _BN_TRAIN = _spec(_kbn.bn_forward_train)
 _BN_INFER = _spec(_kbn.bn_forward_infer)
 _BN_BWD = _spec(_kbn.bn_backward)
+_BN_RUNNING = _spec(_kbn.bn_running_update)
 _IM2COL_NKP = _spec(_kim2col.im2col_nkp)
 _COL2IM_NKP = _spec(_kim2col.col2im_nkp)
 
@@ -644,12 +645,30 @@ class BatchNormalization(_ref.BatchNormalization):
         else:
             self.xn = xn
         self.std = std
-        # NumPy, as in the book: any dtype or shape the caller gave the running statistics.
-        self.running_mean = self.momentum * self.running_mean + (1 - self.momentum) * mean
-        self.running_var = self.momentum * self.running_var + (1 - self.momentum) * var
+        self._update_running(mean, var)
         if not fused:  # gamma/beta of another dtype or shape: the book's expression
             out = self.gamma * xn + self.beta
         return out
+
+    def _update_running(self, mean, var):
+        """Re-bind the running statistics to ``momentum * running + (1 - momentum) * batch``."""
+        momentum, d = self.momentum, mean.shape[0]
+        rm = _vector(self.running_mean, d, (F64,))
+        rv = _vector(self.running_var, d, (F64,))
+        # The kernel reproduces NumPy's arithmetic for Python-number momenta (and, with
+        # float64 statistics, NumPy float scalars); anything else takes NumPy's expression.
+        exact = type(momentum) in (float, int) or (
+            mean.dtype == F64 and type(momentum) in (np.float64, np.float32)
+        )
+        if rm is None or rv is None or not exact:
+            self.running_mean = momentum * self.running_mean + (1 - momentum) * mean
+            self.running_var = momentum * self.running_var + (1 - momentum) * var
+            return
+        new_mean, new_var = np.empty(d), np.empty(d)
+        _BN_RUNNING[mean.dtype](mean, var, rm, rv, float(momentum), float(1 - momentum),
+                                new_mean, new_var)
+        self.running_mean = new_mean
+        self.running_var = new_var
 
     def backward(self, dout):
         """Gradients of the last training forward.

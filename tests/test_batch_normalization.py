@@ -64,13 +64,15 @@ def test_training_step_matches_reference(shape, dtype):
 
 @pytest.mark.parametrize("shape", [(50, 20), (8, 3, 4, 5)])
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_running_statistics_sequence(shape, dtype):
+@pytest.mark.parametrize("momentum", [0.8, np.float32(0.7), np.float64(0.9), 1, 0],
+                         ids=repr)
+def test_running_statistics_sequence(shape, dtype, momentum):
     d = int(np.prod(shape[1:]))
     gamma, beta = _params(d, dtype)
     rm0, rv0 = np.full(d, 0.5), np.full(d, 2.0)
-    fast = bpfast.BatchNormalization(gamma, beta, momentum=0.8, running_mean=rm0.copy(),
+    fast = bpfast.BatchNormalization(gamma, beta, momentum=momentum, running_mean=rm0.copy(),
                                      running_var=rv0.copy())
-    book = ref.BatchNormalization(gamma, beta, momentum=0.8, running_mean=rm0.copy(),
+    book = ref.BatchNormalization(gamma, beta, momentum=momentum, running_mean=rm0.copy(),
                                   running_var=rv0.copy())
     given_mean = fast.running_mean
     seen = []
@@ -85,7 +87,18 @@ def test_running_statistics_sequence(shape, dtype):
     # Re-bound at every step: new arrays, the caller's array untouched.
     assert len({id(a) for a in seen}) == len(seen)
     assert_same(given_mean, rm0)
-    assert fast.running_mean.dtype == np.float64
+    assert fast.running_mean.dtype == book.running_mean.dtype
+
+
+def test_running_statistics_of_another_dtype_take_numpy():
+    gamma, beta = _params(6)
+    rm = np.zeros(6, np.float32)
+    fast = bpfast.BatchNormalization(gamma, beta, running_mean=rm.copy(), running_var=rm.copy())
+    book = ref.BatchNormalization(gamma, beta, running_mean=rm.copy(), running_var=rm.copy())
+    x = _data((5, 6))
+    assert_same(fast.forward(x), book.forward(x))
+    assert_same(fast.running_mean, book.running_mean)
+    assert_same(fast.running_var, book.running_var)
 
 
 def test_first_call_in_inference_mode():

@@ -24,3 +24,9 @@ def bn_backward(
     dgamma_out: _A, dbeta_out: _A, *, n_threads: int = 1,
 ) -> None:
     """The book's backward with the cached statistics; one dtype throughout."""
+
+def bn_running_update(
+    mean: _A, var: _A, running_mean: _F64, running_var: _F64, momentum: float,
+    one_minus: float, running_mean_out: _F64, running_var_out: _F64,
+) -> None:
+    """running_*_out = momentum * running_* + (1 - momentum) * batch statistic (float64)."""

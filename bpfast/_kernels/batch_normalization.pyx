@@ -336,3 +336,28 @@ def bn_backward(const floating[:, ::1] dout not None,  # IN: (N, D)
                                &dx_out[0, 0], &dgamma_out[0], &dbeta_out[0], acc, n, d, b * w, j1)
     finally:
         free(acc)
+
+
+def bn_running_update(const floating[::1] mean not None,        # IN: (D,) batch mean
+                      const floating[::1] var not None,         # IN: (D,) batch variance
+                      const double[::1] running_mean not None,  # IN: (D,)
+                      const double[::1] running_var not None,   # IN: (D,)
+                      double momentum, double one_minus,
+                      double[::1] running_mean_out not None,    # OUT: (D,) new array
+                      double[::1] running_var_out not None):    # OUT: (D,) new array
+    """``momentum * running + (1 - momentum) * batch`` for both statistics, as the book's
+    NumPy expression computes it: ``one_minus`` is the caller's ``1 - momentum`` (a Python
+    float), which meets a float32 statistic in float32 (NumPy casts a Python float to the
+    array's dtype) and is added to the float64 running value."""
+    cdef Py_ssize_t d = mean.shape[0], j
+    for name, length in (("var", var.shape[0]), ("running_mean", running_mean.shape[0]),
+                         ("running_var", running_var.shape[0]),
+                         ("running_mean_out", running_mean_out.shape[0]),
+                         ("running_var_out", running_var_out.shape[0])):
+        _check_vector(name, length, d)
+    with nogil:
+        for j in range(d):
+            running_mean_out[j] = momentum * running_mean[j] + \
+                <double>(<floating>one_minus * mean[j])
+            running_var_out[j] = momentum * running_var[j] + \
+                <double>(<floating>one_minus * var[j])
