@@ -90,6 +90,32 @@ def _dropout(mod):
     return run
 
 
+def _simple_convnet(mod):
+    """The layer chain of the book's SimpleConvNet gradient (ch07/simple_convnet.py), batch
+    100: conv 30x5x5 - relu - pool 2x2/2 - affine 4320x100 - relu - affine 100x10 - softmax
+    loss; forward then backward, as in ``gradient``."""
+    rng = np.random.default_rng(5)
+    x = rng.random((100, 1, 28, 28))
+    t = rng.integers(0, 10, 100)
+    W1, b1 = 0.01 * rng.standard_normal((30, 1, 5, 5)), np.zeros(30)
+    W2, b2 = 0.01 * rng.standard_normal((4320, 100)), np.zeros(100)
+    W3, b3 = 0.01 * rng.standard_normal((100, 10)), np.zeros(10)
+    layers = [mod.Convolution(W1, b1, 1, 0), mod.Relu(), mod.Pooling(2, 2, stride=2),
+              mod.Affine(W2, b2), mod.Relu(), mod.Affine(W3, b3)]
+    last = mod.SoftmaxWithLoss()
+
+    def run():
+        y = x
+        for layer in layers:
+            y = layer.forward(y)
+        last.forward(y, t)
+        dout = last.backward(1)
+        for layer in reversed(layers):
+            dout = layer.backward(dout)
+
+    return run
+
+
 CASES = {
     "im2col+col2im 100x1x28x28 f5x5": (_im2col_col2im, (ref, util)),
     "Pooling 2x2/2 fwd+bwd 100x30x24x24": (_pooling, (ref, bpfast)),
@@ -97,6 +123,7 @@ CASES = {
     "BatchNorm fwd+bwd 100x30x24x24": (_batchnorm((100, 30, 24, 24)), (ref, bpfast)),
     "Convolution fwd+bwd 100x1x28x28 30x5x5": (_convolution, (ref, bpfast)),
     "Dropout fwd+bwd 100x100": (_dropout, (ref, bpfast)),
+    "SimpleConvNet layer chain fwd+bwd b100": (_simple_convnet, (ref, bpfast)),
 }
 
 
