@@ -12,6 +12,7 @@ Results never depend on the count: elementwise kernels are embarrassingly parall
 reductions are split so that each sum is still taken in one fixed order.
 """
 
+import numbers
 import os
 
 from bpfast._kernels.runtime import omp_max_threads, openmp_enabled
@@ -55,8 +56,10 @@ def set_num_threads(n):
     """
     global _user_threads
     if n is not None:
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        # numbers.Integral: NumPy integers (e.g. from array arithmetic) are counts too.
+        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
             raise ValueError(f"n must be a positive int or None, got {n!r}")
+        n = int(n)
         if not openmp_enabled():
             n = 1
     previous, _user_threads = _user_threads, n

@@ -53,7 +53,7 @@ def sigmoid(x):
         Same shape; float32 stays float32.  Very negative inputs give 0.0 without NumPy's
         overflow warning.  Other dtypes follow the book (NumPy) exactly.
     """
-    if float_array(x) is None:
+    if float_array(x) is None or x.ndim == 0:  # 0-d: NumPy returns a scalar, so does the book
         from bpfast.reference.functions import sigmoid as ref_sigmoid
 
         return ref_sigmoid(x)

@@ -169,7 +169,8 @@ class Sigmoid(_ref.Sigmoid):
             Also stored as ``self.out``.  Very negative inputs give exactly 0.0, as in the
             book, but without NumPy's overflow warning.
         """
-        if float_array(x) is None:
+        # 0-d: NumPy's ufuncs return a scalar there, not an array; the book's code does that.
+        if float_array(x) is None or x.ndim == 0:
             return super().forward(x)
         out = np.empty(x.shape, x.dtype)
         _SIGMOID_FWD[x.dtype](
@@ -193,13 +194,20 @@ class Sigmoid(_ref.Sigmoid):
             A new array, of the dtype NumPy's promotion gives ``dout`` and ``out``.
         """
         out = self.out
-        if float_array(dout) is None or float_array(out) is None or out.shape != dout.shape:
+        if (
+            float_array(dout) is None
+            or float_array(out) is None
+            or out.shape != dout.shape
+            or dout.ndim == 0  # the book returns a NumPy scalar there
+            # Mixed float32/float64: the book rounds (1.0 - out) in out's dtype before
+            # promoting, which a kernel on up-cast operands would not reproduce.
+            or out.dtype != dout.dtype
+        ):
             return super().backward(dout)
-        dtype = F64 if dout.dtype != out.dtype else dout.dtype
-        dx = np.empty(dout.shape, dtype)
-        _SIGMOID_BWD[dtype](
-            contiguous(dout).astype(dtype, copy=False).reshape(-1),
-            contiguous(out).astype(dtype, copy=False).reshape(-1),
+        dx = np.empty(dout.shape, dout.dtype)
+        _SIGMOID_BWD[dout.dtype](
+            contiguous(dout).reshape(-1),
+            contiguous(out).reshape(-1),
             dx.reshape(-1),
             n_threads=threads_for(dout.size, _PAR_ELEMENTWISE),
         )
@@ -345,7 +353,9 @@ class SoftmaxWithLoss(_ref.SoftmaxWithLoss):
                 labels = t2.argmax(axis=1)
                 loss = _XENT_FWD[x.dtype, labels.dtype](x2, labels, y, n_threads=nt)
         else:
-            labels = labels_for(t.reshape(1) if single and t.ndim == 0 else t, n, c)
+            # A 0-d label is one sample's label, for (C,) logits and, as in the book's
+            # fancy indexing, for a (1, C) batch.
+            labels = labels_for(t.reshape(1) if n == 1 and t.ndim == 0 else t, n, c)
             loss = _XENT_FWD[x.dtype, labels.dtype](x2, labels, y, n_threads=nt)
         self.t = t
         self.y = y.reshape(c) if single else y
@@ -359,7 +369,8 @@ class SoftmaxWithLoss(_ref.SoftmaxWithLoss):
         -------
         dx : ndarray of the shape of ``self.y``
             ``(y - t) / N`` for one-hot targets, ``(y - onehot(t)) / N`` for labels; N is the
-            batch size (1 for a single 1-D sample).
+            batch size (1 for a single 1-D sample).  For a single sample with a one-hot row
+            ``t`` of shape (1, C), ``dx`` has NumPy's broadcast shape (1, C), as in the book.
         """
         y, t = self.y, self.t
         if float_array(y) is None or type(t) is not np.ndarray or y.ndim not in (1, 2) or y.size == 0:
@@ -369,6 +380,8 @@ class SoftmaxWithLoss(_ref.SoftmaxWithLoss):
         n, c = y2.shape
         nt = threads_for(y.size, _PAR_ELEMENTWISE)
         if t.size == y.size:
+            if single and t.shape not in ((c,), (1, c)):
+                return super().backward(dout)  # e.g. (C, 1): the book's broadcasting
             t2 = t.reshape(1, -1) if single else t
             if t2.shape != (n, c) or t2.dtype != y.dtype:
                 if single:  # mixed dtypes: NumPy's formula, with the batch size of one sample
@@ -376,6 +389,8 @@ class SoftmaxWithLoss(_ref.SoftmaxWithLoss):
                 return super().backward(dout)
             dx = np.empty((n, c), y.dtype)
             _XENT_BWD_ONEHOT[y.dtype](y2, contiguous(t2), dx, n_threads=nt)
+            # One sample: (C,) targets give (C,), a (1, C) row gives (1, C) as in the book.
+            return dx.reshape(t.shape) if single else dx
         else:
             labels = labels_for(t.reshape(1) if single and t.ndim == 0 else t, n, c)
             dx = np.empty((n, c), y.dtype)

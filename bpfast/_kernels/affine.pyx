@@ -27,13 +27,13 @@ cdef void _bias_add_rows(floating *out, const floating *b, Py_ssize_t rows,
 cdef void _column_sum_block(const floating *x, Py_ssize_t n, Py_ssize_t m, Py_ssize_t lo,
                             Py_ssize_t hi, double *acc, floating *out) noexcept nogil:
     # Columns lo..hi-1, rows in order: every column is summed in the same order whatever the
-    # number of threads.  Starting from row 0 (not from 0.0) keeps the sign of a -0.0 sum, so
-    # for float64 the result is bit-identical to NumPy's `dout.sum(axis=0)`, which adds whole
-    # rows in order too.
+    # number of threads.  Starting from +0.0, as NumPy's add.reduce starts from its identity
+    # (a column of -0.0 sums to +0.0 there), makes the float64 result bit-identical to
+    # NumPy's `dout.sum(axis=0)`, which adds whole rows in order too.
     cdef Py_ssize_t i, j
     for j in range(lo, hi):
-        acc[j] = x[j]
-    for i in range(1, n):
+        acc[j] = 0.0
+    for i in range(0, n):
         for j in range(lo, hi):
             acc[j] += x[i * m + j]
     for j in range(lo, hi):

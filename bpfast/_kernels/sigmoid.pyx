@@ -24,7 +24,9 @@ cdef void _sigmoid_bwd(const floating *dout, const floating *out, floating *dx,
     cdef Py_ssize_t i
     for i in range(n):
         # Same evaluation order as the book's `dout * (1.0 - out) * out`: bit-identical.
-        dx[i] = dout[i] * (1 - out[i]) * out[i]
+        # The cast matters: Cython turns a bare `1` into the double literal 1.0, which would
+        # compute float32 in double and round differently from NumPy.
+        dx[i] = dout[i] * (<floating>1 - out[i]) * out[i]
 
 
 def sigmoid_forward(const floating[::1] x not None,  # IN

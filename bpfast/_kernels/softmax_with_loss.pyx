@@ -9,8 +9,8 @@ Per-row losses go to a buffer and are summed in row order afterwards, in double 
 float32, so the loss does not depend on the number of threads.
 
 Labels are checked here, with the GIL, before any nogil loop indexes with them: a label
-outside [0, C) raises IndexError (the book wraps negative labels silently; see the README).
-Rows are split over threads in contiguous blocks.
+outside [0, C) raises LabelError, an IndexError (the book wraps negative labels silently;
+see the README).  Rows are split over threads in contiguous blocks.
 """
 from cython.parallel cimport prange
 from cython cimport floating
@@ -19,6 +19,7 @@ from libc.stdlib cimport malloc, free
 
 from bpfast._kernels._parallel cimport block_start
 from bpfast._kernels._simd cimport bp_softmax_rows_f32, bp_softmax_rows_f64
+from bpfast._validation import LabelError  # IndexError subclass: the book raises IndexError
 
 ctypedef fused label_t:
     unsigned char
@@ -88,7 +89,9 @@ cdef void _xent_grad_rows(const floating[:, ::1] y, const label_t[::1] t,
     for i in range(lo, hi):
         for j in range(c):
             dx[i, j] = y[i, j] / scale
-        dx[i, t[i]] = (y[i, t[i]] - 1) / scale
+        # <floating>1, not 1 (which Cython emits as the double 1.0): in float32 the book
+        # rounds y - 1 to float32 before dividing.
+        dx[i, t[i]] = (y[i, t[i]] - <floating>1) / scale
 
 
 cdef void _xent_onehot_grad_rows(const floating[:, ::1] y, const floating[:, ::1] t,
@@ -116,7 +119,7 @@ cdef int _check_labels(const label_t[::1] t, Py_ssize_t c) except -1:
     cdef Py_ssize_t i
     for i in range(t.shape[0]):
         if t[i] < 0 or <Py_ssize_t>t[i] >= c:
-            raise IndexError(f"label {t[i]} at row {i} is out of range for {c} classes")
+            raise LabelError(f"label {t[i]} at row {i} is out of range for {c} classes")
     return 0
 
 

@@ -1,0 +1,6 @@
+import numpy as np
+from numpy.typing import NDArray
+
+# out/x: (N, M) C-contiguous; b/out vectors: (M,); float32 or float64, one dtype per call.
+def bias_add(out: NDArray[np.floating], b: NDArray[np.floating], *, n_threads: int = 1) -> None: ...
+def column_sum(x: NDArray[np.floating], out: NDArray[np.floating], *, n_threads: int = 1) -> None: ...
