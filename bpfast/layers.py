@@ -617,25 +617,17 @@ class BatchNormalization(_ref.BatchNormalization):
             )
         return out.reshape(*self.input_shape)
 
-    @property
-    def xn(self):
-        # Normalised input of the last training forward, ``xc / std``.  The kernel does not
-        # store it (one (N, D) array less to write, and to read in backward); it is computed
-        # here, with the same division, on first access.  Before any training forward the
-        # attribute does not exist, as in the book.
-        xn = self.__dict__.get("_xn")
-        if xn is None:
+    def __getattr__(self, name):
+        # Only reached when normal lookup fails.  ``xn`` (the normalised input of the last
+        # training forward) is not stored by the kernel -- one (N, D) array less to write,
+        # and to read in backward -- but computed here on first access, with the forward's
+        # own division, and then kept in the instance dict like any attribute.
+        if name == "xn":
             xc, std = self.__dict__.get("_xn_from", (None, None))
-            if xc is None:
-                raise AttributeError("'BatchNormalization' object has no attribute 'xn'")
-            xn = xc / std
-            self._xn = xn
-        return xn
-
-    @xn.setter
-    def xn(self, value):
-        self._xn = value
-        self._xn_from = (None, None)
+            if xc is not None:
+                xn = self.__dict__["xn"] = xc / std
+                return xn
+        raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
 
     def _forward_train(self, x2):
         n, d = x2.shape
@@ -655,10 +647,11 @@ class BatchNormalization(_ref.BatchNormalization):
         self.batch_size = n
         self.xc = xc
         if xn is None:
-            self._xn = None
+            self.__dict__.pop("xn", None)  # computed on first access (__getattr__)
             self._xn_from = (xc, std)
         else:
             self.xn = xn
+            self._xn_from = (None, None)
         self.std = std
         self._update_running(mean, var)
         if not fused:  # gamma/beta of another dtype or shape: the book's expression
@@ -705,8 +698,9 @@ class BatchNormalization(_ref.BatchNormalization):
         d2 = contiguous(dout).reshape(n, -1)
         d = d2.shape[1]
         # xn: None lets the kernel recompute it (xc / std, as the forward did), valid while
-        # xc and std are still the forward's own arrays; otherwise the stored/lazy xn.
-        xn = self.__dict__.get("_xn")
+        # xc and std are still the forward's own arrays; otherwise the stored (or assigned)
+        # xn, or the one __getattr__ computes from the forward's arrays.
+        xn = self.__dict__.get("xn")
         if xn is None:
             src_xc, src_std = self.__dict__.get("_xn_from", (None, None))
             if src_xc is None or src_xc is not xc or src_std is not std:
@@ -763,8 +757,8 @@ class Convolution(_ref.Convolution):
         The last input (the caller's object).
     col : ndarray of float64, shape (N*OH*OW, C*FH*FW)
         The book's im2col matrix of the last input, built on first access (bpfast keeps the
-        per-sample layout internally); assigning it is allowed and is then what backward
-        uses, as in the book.
+        per-sample layout internally); an assigned matrix is what backward uses, as in the
+        book.
     col_W : ndarray of shape (C*FH*FW, FN)
         ``W.reshape(FN, -1).T`` (a view of W), as in the book.
     dW : ndarray of float64, shape (FN, C, FH, FW)
@@ -780,23 +774,24 @@ class Convolution(_ref.Convolution):
     the matrix products (their summation order is BLAS's).
     """
 
+    # Per-sample column matrix of the last kernel forward (None: the book's code ran) and
+    # the book-layout matrix built from it on request.
     _colt = None
+    _col_built = None
     _geometry = None
 
-    @property
-    def col(self):
-        col = self.__dict__.get("_col")
-        if col is None and self._colt is not None:
-            n, c, fh, fw, oh, ow = self._geometry[:6]
-            k = c * fh * fw
-            col = self._colt[:, :k, :].transpose(0, 2, 1).reshape(n * oh * ow, k)
-            self._col = col
-        return col
-
-    @col.setter
-    def col(self, value):
-        self._col = value
-        self._colt = None  # backward then uses this matrix, through the book's code
+    def __getattr__(self, name):
+        # Only reached when normal lookup fails: ``col`` after a kernel forward is built here
+        # on first access, in the book's layout, and then kept in the instance dict.
+        if name == "col":
+            colt = self.__dict__.get("_colt")
+            if colt is not None:
+                n, c, fh, fw, oh, ow = self._geometry[:6]
+                k = c * fh * fw
+                col = colt[:, :k, :].transpose(0, 2, 1).reshape(n * oh * ow, k)
+                self.__dict__["col"] = self._col_built = col
+                return col
+        raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
 
     def forward(self, x):
         """Convolve.
@@ -822,12 +817,12 @@ class Convolution(_ref.Convolution):
             or float_array(b) is None
             or b.shape != (W.shape[0],)
         ):
-            return super().forward(x)
+            return self._book_forward(x)
         fn, c, fh, fw = W.shape
         n, cx, h, w = x.shape
         geometry = _window_geometry(h, w, fh, fw, self.stride, self.pad)
         if geometry is None:
-            return super().forward(x)
+            return self._book_forward(x)
         if cx != c:
             raise ValueError(
                 f"Convolution: the input has {cx} channels (x.shape {x.shape}) but the "
@@ -845,10 +840,16 @@ class Convolution(_ref.Convolution):
         out = np.matmul(wb, colt)
         self.x = x
         self._colt = colt
-        self._col = None
+        self._col_built = None
+        self.__dict__.pop("col", None)  # built on first access (__getattr__)
         self._geometry = (n, c, fh, fw, oh, ow, h, w, fn, s, p)
         self.col_W = col_w
         return out.reshape(n, fn, oh, ow)
+
+    def _book_forward(self, x):
+        out = super().forward(x)
+        self._colt = None  # backward then runs the book's code on the book's col
+        return out
 
     def backward(self, dout):
         """Gradients of the last forward.
@@ -864,7 +865,12 @@ class Convolution(_ref.Convolution):
             C-contiguous.  Also sets ``dW`` (float64) and ``db`` (dout's dtype).
         """
         colt, geometry, W, col_w, x = self._colt, self._geometry, self.W, self.col_W, self.x
-        if colt is None or float_array(dout) is None:
+        col = self.__dict__.get("col")
+        if (
+            colt is None
+            or (col is not None and col is not self._col_built)  # col was assigned
+            or float_array(dout) is None
+        ):
             return super().backward(dout)
         n, c, fh, fw, oh, ow, h, w, fn, s, p = geometry
         k = c * fh * fw
@@ -919,7 +925,7 @@ class Pooling(_ref.Pooling):
     arg_max : ndarray of intp, shape (N*OH*OW*C,)
         The book's array: for each window in (sample, output row, output column, channel)
         order, the index ``ki * pool_w + kj`` of its maximum.  Built on first access from
-        the compact index; assigning it is allowed and is then what backward uses.
+        the compact index; an assigned array is what backward uses, as in the book.
 
     Notes
     -----
@@ -928,21 +934,22 @@ class Pooling(_ref.Pooling):
     ``ValueError``.
     """
 
+    # Compact window indices of the last kernel forward (None: the book's code ran) and the
+    # book's arg_max built from them on request.
     _arg = None
+    _arg_built = None
     _geometry = None
 
-    @property
-    def arg_max(self):
-        arg_max = self.__dict__.get("_arg_max")
-        if arg_max is None and self._arg is not None:
-            arg_max = self._arg.transpose(0, 2, 3, 1).reshape(-1).astype(np.intp)
-            self._arg_max = arg_max
-        return arg_max
-
-    @arg_max.setter
-    def arg_max(self, value):
-        self._arg_max = value
-        self._arg = None  # backward then uses this array, through the book's code
+    def __getattr__(self, name):
+        # Only reached when normal lookup fails: ``arg_max`` after a kernel forward is built
+        # here on first access, with the book's values and layout, then kept in the dict.
+        if name == "arg_max":
+            arg = self.__dict__.get("_arg")
+            if arg is not None:
+                arg_max = arg.transpose(0, 2, 3, 1).reshape(-1).astype(np.intp)
+                self.__dict__["arg_max"] = self._arg_built = arg_max
+                return arg_max
+        raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
 
     def forward(self, x):
         """Take the maximum of every window.
@@ -957,11 +964,11 @@ class Pooling(_ref.Pooling):
         out : ndarray of float64, shape (N, C, OH, OW)
         """
         if float_array(x) is None or x.ndim != 4 or 0 in x.shape:
-            return super().forward(x)
+            return self._book_forward(x)
         n, c, h, w = x.shape
         geometry = _window_geometry(h, w, self.pool_h, self.pool_w, self.stride, self.pad)
         if geometry is None:
-            return super().forward(x)
+            return self._book_forward(x)
         oh, ow, ph, pw, s, p = geometry
         out = np.empty((n, c, oh, ow))
         arg = np.empty((n, c, oh, ow), np.uint8 if ph * pw <= 256 else np.intc)
@@ -969,8 +976,14 @@ class Pooling(_ref.Pooling):
                                       n_threads=threads_for(x.size, _PAR_WINDOWS))
         self.x = x
         self._arg = arg
-        self._arg_max = None
+        self._arg_built = None
+        self.__dict__.pop("arg_max", None)  # built on first access (__getattr__)
         self._geometry = (h, w, ph, pw, s, p)
+        return out
+
+    def _book_forward(self, x):
+        out = super().forward(x)
+        self._arg = None  # backward then runs the book's code on the book's arg_max
         return out
 
     def backward(self, dout):
@@ -986,8 +999,10 @@ class Pooling(_ref.Pooling):
         dx : ndarray of float64, shape (N, C, H, W)
         """
         arg, x = self._arg, self.x
+        arg_max = self.__dict__.get("arg_max")
         if (
             arg is None
+            or (arg_max is not None and arg_max is not self._arg_built)  # assigned
             or float_array(dout) is None
             or dout.shape != arg.shape
             or type(x) is not np.ndarray

@@ -35,7 +35,6 @@ from bpfast.reference.functions import (
 from bpfast.reference.layer_naive import AddLayer, MulLayer
 from bpfast.reference.layers import Affine, Relu, Sigmoid, SoftmaxWithLoss
 from bpfast.reference.layers import BatchNormalization, Convolution, Dropout, Pooling
-from bpfast.reference.util import col2im, conv_output_size, im2col, shuffle_dataset, smooth_curve
 
 __all__ = [
     "identity_function",
@@ -59,9 +58,4 @@ __all__ = [
     "BatchNormalization",
     "Convolution",
     "Pooling",
-    "im2col",
-    "col2im",
-    "conv_output_size",
-    "shuffle_dataset",
-    "smooth_curve",
 ]
