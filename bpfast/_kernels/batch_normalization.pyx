@@ -350,11 +350,11 @@ def bn_running_update(const floating[::1] mean not None,        # IN: (D,) batch
     float), which meets a float32 statistic in float32 (NumPy casts a Python float to the
     array's dtype) and is added to the float64 running value."""
     cdef Py_ssize_t d = mean.shape[0], j
-    for name, length in (("var", var.shape[0]), ("running_mean", running_mean.shape[0]),
-                         ("running_var", running_var.shape[0]),
-                         ("running_mean_out", running_mean_out.shape[0]),
-                         ("running_var_out", running_var_out.shape[0])):
-        _check_vector(name, length, d)
+    _check_vector("var", var.shape[0], d)
+    _check_vector("running_mean", running_mean.shape[0], d)
+    _check_vector("running_var", running_var.shape[0], d)
+    _check_vector("running_mean_out", running_mean_out.shape[0], d)
+    _check_vector("running_var_out", running_var_out.shape[0], d)
     with nogil:
         for j in range(d):
             running_mean_out[j] = momentum * running_mean[j] + \
