@@ -414,3 +414,18 @@ BAD_INPUTS = {
 @pytest.mark.parametrize("case", sorted(BAD_INPUTS))
 def test_bad_input_raises_like_the_reference(case):
     assert_same_error(run_bad_input(BAD_INPUTS[case]))
+
+
+def test_pickle_and_copy_keep_the_lazy_xn():
+    import copy
+    import pickle
+
+    gamma, beta = _params(4)
+    fast, book = bpfast.BatchNormalization(gamma, beta), ref.BatchNormalization(gamma, beta)
+    x = _data((5, 4))
+    fast.forward(x)
+    book.forward(x)
+    dout = _data((5, 4), seed=3)
+    for clone in (pickle.loads(pickle.dumps(fast)), copy.deepcopy(fast), copy.copy(fast)):
+        assert_same(clone.xn, book.xn)
+        assert_same(clone.backward(dout), book.backward(dout))

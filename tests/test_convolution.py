@@ -298,3 +298,17 @@ def test_bad_input_raises_like_the_reference(case):
 def test_channel_mismatch_message_names_the_shapes():
     result = run_bad_input(BAD_INPUTS["input channels differ from the filters'"])
     assert "(2, 3, 6, 6)" in result["fast"]["msg"] and "(4, 2, 3, 3)" in result["fast"]["msg"]
+
+
+def test_pickle_and_copy_keep_the_lazy_col():
+    import copy
+    import pickle
+
+    x, W, b = _setup((2, 2, 6, 6, 3, 3, 3, 1, 1))
+    fast, book = bpfast.Convolution(W, b, 1, 1), ref.Convolution(W, b, 1, 1)
+    fast.forward(x)
+    book.forward(x)
+    dout = np.random.default_rng(7).standard_normal((2, 3, 6, 6))
+    for clone in (pickle.loads(pickle.dumps(fast)), copy.deepcopy(fast), copy.copy(fast)):
+        assert_same(clone.col, book.col)
+        _close(clone.backward(dout), np.ascontiguousarray(book.backward(dout)))

@@ -309,3 +309,17 @@ BAD_INPUTS = {
 @pytest.mark.parametrize("case", sorted(BAD_INPUTS))
 def test_bad_input_raises_like_the_reference(case):
     assert_same_error(run_bad_input(BAD_INPUTS[case]))
+
+
+def test_pickle_and_copy_keep_the_lazy_arg_max():
+    import copy
+    import pickle
+
+    x = _data((2, 3, 6, 6), np.float64, ties=True)
+    fast, book = bpfast.Pooling(2, 2), ref.Pooling(2, 2)
+    fast.forward(x)
+    book.forward(x)
+    dout = _data((2, 3, 3, 3), np.float64, seed=8)
+    for clone in (pickle.loads(pickle.dumps(fast)), copy.deepcopy(fast), copy.copy(fast)):
+        assert_same(clone.arg_max, book.arg_max)
+        assert_same(clone.backward(dout), np.ascontiguousarray(book.backward(dout)))
