@@ -1494,9 +1494,15 @@ def main(argv=None, prog="python -m bpfast.bench"):
     repeat = args.repeat or (3 if quick else 21)
     warmup = args.warmup if args.warmup is not None else (1 if quick else 3)
     min_time = args.min_time if args.min_time is not None else (0.0005 if quick else 0.005)
-    if args.threads is not None:
-        bpfast.set_num_threads(args.threads)
+    previous_threads = bpfast.set_num_threads(args.threads) if args.threads is not None else None
+    try:
+        return _run(args, argv, env, prog, progress, quick, repeat, warmup, min_time)
+    finally:
+        if args.threads is not None:  # leave the process as we found it (tests call main())
+            bpfast.set_num_threads(previous_threads)
 
+
+def _run(args, argv, env, prog, progress, quick, repeat, warmup, min_time):
     if args.threshold_sweep:
         if not bpfast.openmp_enabled():
             print("bpfast was built without OpenMP: every kernel is serial, nothing to sweep.")

@@ -12,7 +12,7 @@
  *
  * Accuracy: the polynomials come from tools/exp_coefficients.py (approximation error 0.09 ulp
  * in both precisions); with the rounding of the evaluation the measured error is below 2 ulp
- * over the whole finite range, tested in tests/test_simd.py against long double.
+ * over the whole finite range, tested in tests/test_simd_exp.py against long double.
  * Special values follow C99 exp: exp(NaN) = NaN, exp(+inf) = +inf, exp(-inf) = +0, overflow
  * gives +inf and underflow gives subnormals then +0 -- without raising a Python warning.
  *
