@@ -20,7 +20,18 @@ except ImportError as exc:  # pragma: no cover - depends on how the package was 
 
 from bpfast._threads import get_num_threads, openmp_enabled, set_num_threads
 from bpfast._validation import LabelError
-from bpfast.layers import Affine, AddLayer, MulLayer, Relu, Sigmoid, SoftmaxWithLoss
+from bpfast.layers import (
+    Affine,
+    AddLayer,
+    BatchNormalization,
+    Convolution,
+    Dropout,
+    MulLayer,
+    Pooling,
+    Relu,
+    Sigmoid,
+    SoftmaxWithLoss,
+)
 from bpfast import gradient, optimizers
 from bpfast.two_layer_net import TwoLayerNet
 
@@ -36,6 +47,10 @@ __all__ = [
     "TwoLayerNet",
     "gradient",
     "optimizers",
+    "Dropout",
+    "BatchNormalization",
+    "Convolution",
+    "Pooling",
     "LabelError",
     "openmp_enabled",
     "get_num_threads",

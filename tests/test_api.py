@@ -11,8 +11,13 @@ from bpfast import reference as ref
 from bpfast.reference import functions as ref_functions
 from bpfast.reference import layers as ref_layers
 
-LAYERS = ["AddLayer", "MulLayer", "Relu", "Sigmoid", "Affine", "SoftmaxWithLoss"]
-COMPILED = ["Relu", "Sigmoid", "Affine", "SoftmaxWithLoss"]
+LAYERS = ["AddLayer", "MulLayer", "Relu", "Sigmoid", "Affine", "SoftmaxWithLoss", "Dropout",
+          "BatchNormalization", "Convolution", "Pooling"]
+COMPILED = ["Relu", "Sigmoid", "Affine", "SoftmaxWithLoss", "Dropout", "BatchNormalization",
+            "Convolution", "Pooling"]
+# Constructor arguments for layers that need them (the values do not matter here).
+_ARGS = {"Affine": (None, None), "BatchNormalization": (None, None),
+         "Convolution": (None, None), "Pooling": (2, 2)}
 FUNCTIONS = ["identity_function", "step_function", "sigmoid", "sigmoid_grad", "relu",
              "relu_grad", "softmax", "sum_squared_error", "mean_squared_error",
              "cross_entropy_error", "softmax_loss"]
@@ -31,7 +36,7 @@ def test_method_signatures_match_the_book(name, method):
 
 
 def _new(cls):
-    return cls(None, None) if cls.__name__ == "Affine" else cls()
+    return cls(*_ARGS.get(cls.__name__, ()))
 
 
 @pytest.mark.parametrize("name", LAYERS)

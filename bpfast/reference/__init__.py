@@ -35,7 +35,16 @@ from bpfast.reference.functions import (
 )
 from bpfast.reference.gradient import numerical_gradient
 from bpfast.reference.layer_naive import AddLayer, MulLayer
-from bpfast.reference.layers import Affine, Relu, Sigmoid, SoftmaxWithLoss
+from bpfast.reference.layers import (
+    Affine,
+    BatchNormalization,
+    Convolution,
+    Dropout,
+    Pooling,
+    Relu,
+    Sigmoid,
+    SoftmaxWithLoss,
+)
 from bpfast.reference.optimizer import SGD, AdaGrad, Adam, Momentum, Nesterov, RMSprop
 from bpfast.reference.two_layer_net import TwoLayerNet
 
@@ -65,4 +74,8 @@ __all__ = [
     "RMSprop",
     "Adam",
     "TwoLayerNet",
+    "Dropout",
+    "BatchNormalization",
+    "Convolution",
+    "Pooling",
 ]
