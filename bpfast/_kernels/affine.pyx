@@ -42,7 +42,7 @@ cdef void _column_sum_block(const floating *x, Py_ssize_t n, Py_ssize_t m, Py_ss
 
 def bias_add(floating[:, ::1] out not None,   # IN/OUT: (N, M), b is added in place
              const floating[::1] b not None,  # IN: (M,)
-             *, int n_threads=1):
+             int n_threads=1):
     cdef Py_ssize_t n = out.shape[0], m = out.shape[1], parts = max(n_threads, 1), p, lo, hi
     if b.shape[0] != m:
         raise ValueError(f"bias_add: b has length {b.shape[0]}, out has {m} columns")
@@ -61,7 +61,7 @@ def bias_add(floating[:, ::1] out not None,   # IN/OUT: (N, M), b is added in pl
 
 def column_sum(const floating[:, ::1] x not None,  # IN: (N, M)
                floating[::1] out not None,         # OUT: (M,)
-               *, int n_threads=1):
+               int n_threads=1):
     """Sum over axis 0, accumulated in double also for float32 (NumPy sums float32 in float32)."""
     cdef Py_ssize_t n = x.shape[0], m = x.shape[1], parts = max(n_threads, 1), p, lo, hi
     cdef double *acc

@@ -156,7 +156,7 @@ def bn_forward_train(const floating[:, ::1] x not None,   # IN: (N, D)
                      const floating[::1] gamma,          # IN: (D,), or None with out None
                      const floating[::1] beta,           # IN: (D,), or None with out None
                      floating[:, ::1] out,               # OUT: (N, D) gamma*xn + beta, or None
-                     *, int n_threads=1):
+                     int n_threads=1):
     """Training forward.  ``xn_out=None`` skips storing xn (the caller recomputes it on
     demand); ``out=None`` (with ``gamma``/``beta`` None) skips the scale and shift, for
     gamma/beta of another dtype, which the caller then applies with NumPy."""
@@ -227,7 +227,7 @@ def bn_forward_infer(const floating[:, ::1] x not None,  # IN: (N, D)
                      const double[::1] gamma not None,         # IN: (D,)
                      const double[::1] beta not None,          # IN: (D,)
                      double[:, ::1] out not None,              # OUT: (N, D)
-                     *, int n_threads=1):
+                     int n_threads=1):
     """Inference forward with the running statistics (float64, as the book's are)."""
     cdef Py_ssize_t n = x.shape[0], d = x.shape[1], w, blocks, parts, t, b, lo, hi, j, j1
     cdef double *rstd
@@ -280,7 +280,7 @@ def bn_backward(const floating[:, ::1] dout not None,  # IN: (N, D)
                 floating[:, ::1] dx_out not None,      # OUT: (N, D)
                 floating[::1] dgamma_out not None,     # OUT: (D,)
                 floating[::1] dbeta_out not None,      # OUT: (D,)
-                *, int n_threads=1):
+                int n_threads=1):
     """Backward with the cached statistics; ``batch_size`` is the book's ``self.batch_size``;
     ``xn=None`` recomputes it as ``xc / std``."""
     cdef Py_ssize_t n = dout.shape[0], d = dout.shape[1], w, blocks, parts, t, b, lo, hi, j1

@@ -55,7 +55,7 @@ def dropout_forward(const floating[::1] x not None,         # IN
                     double ratio,
                     floating[::1] out not None,             # OUT: x * (u > ratio)
                     unsigned char[::1] mask_out not None,   # OUT: u > ratio, as bytes 0/1
-                    *, int n_threads=1):
+                    int n_threads=1):
     cdef Py_ssize_t n = x.shape[0], parts = max(n_threads, 1), p, lo, hi
     if u.shape[0] != n or out.shape[0] != n or mask_out.shape[0] != n:
         raise ValueError(f"dropout_forward: lengths differ: x {n}, u {u.shape[0]}, "
@@ -81,7 +81,7 @@ def dropout_forward(const floating[::1] x not None,         # IN
 def dropout_backward(const floating[::1] dout not None,         # IN
                      const unsigned char[::1] mask not None,    # IN: bool bytes
                      floating[::1] dx_out not None,             # OUT: dout * mask
-                     *, int n_threads=1):
+                     int n_threads=1):
     cdef Py_ssize_t n = dout.shape[0], parts = max(n_threads, 1), p, lo, hi
     if mask.shape[0] != n or dx_out.shape[0] != n:
         raise ValueError(f"dropout_backward: lengths differ: dout {n}, mask {mask.shape[0]}, "

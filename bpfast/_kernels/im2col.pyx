@@ -261,7 +261,7 @@ cdef int _check_geometry(Py_ssize_t H, Py_ssize_t W, Py_ssize_t FH, Py_ssize_t F
 def im2col(const floating[:, :, :, ::1] x not None,  # IN: (N, C, H, W)
            Py_ssize_t filter_h, Py_ssize_t filter_w, Py_ssize_t stride, Py_ssize_t pad,
            double[:, ::1] col_out not None,         # OUT: (N*OH*OW, C*FH*FW), book layout
-           *, int n_threads=1):
+           int n_threads=1):
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef Py_ssize_t FH = filter_h, FW = filter_w, s = stride, p = pad
     cdef Py_ssize_t OH = (H + 2 * p - FH) // s + 1 if s >= 1 else 0
@@ -288,7 +288,7 @@ def im2col(const floating[:, :, :, ::1] x not None,  # IN: (N, C, H, W)
 def col2im(const floating[:, ::1] col not None,    # IN: (N*OH*OW, C*FH*FW), book layout
            Py_ssize_t filter_h, Py_ssize_t filter_w, Py_ssize_t stride, Py_ssize_t pad,
            double[:, :, :, ::1] img_out not None,  # OUT: (N, C, H, W), overwritten
-           *, int n_threads=1):
+           int n_threads=1):
     cdef Py_ssize_t N = img_out.shape[0], C = img_out.shape[1]
     cdef Py_ssize_t H = img_out.shape[2], W = img_out.shape[3]
     cdef Py_ssize_t FH = filter_h, FW = filter_w, s = stride, p = pad
@@ -316,7 +316,7 @@ def col2im(const floating[:, ::1] col not None,    # IN: (N*OH*OW, C*FH*FW), boo
 def im2col_nkp(const floating[:, :, :, ::1] x not None,  # IN: (N, C, H, W)
                Py_ssize_t filter_h, Py_ssize_t filter_w, Py_ssize_t stride, Py_ssize_t pad,
                double[:, :, ::1] colt_out not None,     # OUT: (N, K or K+1, OH*OW)
-               *, int n_threads=1):
+               int n_threads=1):
     """Per-sample layout; with ``K + 1`` rows the last row of every block is set to 1.0."""
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef Py_ssize_t FH = filter_h, FW = filter_w, s = stride, p = pad
@@ -345,7 +345,7 @@ def im2col_nkp(const floating[:, :, :, ::1] x not None,  # IN: (N, C, H, W)
 def col2im_nkp(const floating[:, :, ::1] colt not None,  # IN: (N, K or more, OH*OW)
                Py_ssize_t filter_h, Py_ssize_t filter_w, Py_ssize_t stride, Py_ssize_t pad,
                double[:, :, :, ::1] img_out not None,   # OUT: (N, C, H, W), overwritten
-               *, int n_threads=1):
+               int n_threads=1):
     """Per-sample layout; rows past ``K = C*FH*FW`` (a bias row) are ignored."""
     cdef Py_ssize_t N = img_out.shape[0], C = img_out.shape[1]
     cdef Py_ssize_t H = img_out.shape[2], W = img_out.shape[3]

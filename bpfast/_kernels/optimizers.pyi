@@ -4,14 +4,13 @@ from numpy.typing import NDArray
 # Fused over float32/float64: index a kernel with "float" or "double" to get one
 # specialisation, as bpfast.optimizers does.  All arrays 1-D, C-contiguous, same length and
 # dtype, not overlapping; p and the state arrays are updated in place.
-def sgd_update(p: NDArray[np.floating], g: NDArray[np.floating], lr: float, *, n_threads: int = 1) -> None: ...
+def sgd_update(p: NDArray[np.floating], g: NDArray[np.floating], lr: float, n_threads: int = 1) -> None: ...
 def momentum_update(
     p: NDArray[np.floating],
     v: NDArray[np.floating],
     g: NDArray[np.floating],
     momentum: float,
     lr: float,
-    *,
     n_threads: int = 1,
 ) -> None: ...
 def nesterov_update(
@@ -22,7 +21,6 @@ def nesterov_update(
     step: float,
     momentum: float,
     lr: float,
-    *,
     n_threads: int = 1,
 ) -> None: ...
 def adagrad_update(
@@ -31,7 +29,6 @@ def adagrad_update(
     g: NDArray[np.floating],
     lr: float,
     eps: float,
-    *,
     n_threads: int = 1,
 ) -> None: ...
 def rmsprop_update(
@@ -42,7 +39,6 @@ def rmsprop_update(
     one_minus_decay: float,
     lr: float,
     eps: float,
-    *,
     n_threads: int = 1,
 ) -> None: ...
 def adam_update(
@@ -54,6 +50,5 @@ def adam_update(
     one_minus_beta2: float,
     lr_t: float,
     eps: float,
-    *,
     n_threads: int = 1,
 ) -> None: ...

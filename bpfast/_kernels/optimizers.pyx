@@ -124,7 +124,7 @@ cdef int _check(str name, Py_ssize_t n, Py_ssize_t a, Py_ssize_t b=-1,
 def sgd_update(floating[::1] p not None,        # IN/OUT: parameter
                const floating[::1] g not None,  # IN: gradient
                double lr,
-               *, int n_threads=1):
+               int n_threads=1):
     """``p -= lr * g`` (``lr`` rounded to p's precision)."""
     cdef Py_ssize_t n = p.shape[0], parts = max(n_threads, 1), q, lo, hi
     cdef floating lr_ = <floating>lr
@@ -147,7 +147,7 @@ def momentum_update(floating[::1] p not None,        # IN/OUT: parameter
                     floating[::1] v not None,        # IN/OUT: velocity
                     const floating[::1] g not None,  # IN: gradient
                     double momentum, double lr,
-                    *, int n_threads=1):
+                    int n_threads=1):
     """``v = momentum * v - lr * g; p += v`` (v updated in place)."""
     cdef Py_ssize_t n = p.shape[0], parts = max(n_threads, 1), q, lo, hi
     cdef floating mu_ = <floating>momentum, lr_ = <floating>lr
@@ -169,7 +169,7 @@ def nesterov_update(floating[::1] p not None,        # IN/OUT: parameter
                     floating[::1] v not None,        # IN/OUT: velocity
                     const floating[::1] g not None,  # IN: gradient
                     double momentum_sq, double step, double momentum, double lr,
-                    *, int n_threads=1):
+                    int n_threads=1):
     """``p += momentum_sq * v; p -= step * g; v *= momentum; v -= lr * g``.
 
     ``momentum_sq = momentum * momentum`` and ``step = (1 + momentum) * lr`` are computed by
@@ -196,7 +196,7 @@ def adagrad_update(floating[::1] p not None,        # IN/OUT: parameter
                    floating[::1] h not None,        # IN/OUT: sum of squared gradients
                    const floating[::1] g not None,  # IN: gradient
                    double lr, double eps,
-                   *, int n_threads=1):
+                   int n_threads=1):
     """``h += g * g; p -= lr * g / (sqrt(h) + eps)``."""
     cdef Py_ssize_t n = p.shape[0], parts = max(n_threads, 1), q, lo, hi
     cdef floating lr_ = <floating>lr, eps_ = <floating>eps
@@ -218,7 +218,7 @@ def rmsprop_update(floating[::1] p not None,        # IN/OUT: parameter
                    floating[::1] h not None,        # IN/OUT: running mean of g * g
                    const floating[::1] g not None,  # IN: gradient
                    double decay, double one_minus_decay, double lr, double eps,
-                   *, int n_threads=1):
+                   int n_threads=1):
     """``h *= decay; h += one_minus_decay * g * g; p -= lr * g / (sqrt(h) + eps)``."""
     cdef Py_ssize_t n = p.shape[0], parts = max(n_threads, 1), q, lo, hi
     cdef floating d_ = <floating>decay, c_ = <floating>one_minus_decay
@@ -242,7 +242,7 @@ def adam_update(floating[::1] p not None,        # IN/OUT: parameter
                 floating[::1] v not None,        # IN/OUT: second moment
                 const floating[::1] g not None,  # IN: gradient
                 double one_minus_beta1, double one_minus_beta2, double lr_t, double eps,
-                *, int n_threads=1):
+                int n_threads=1):
     """``m += c1 * (g - m); v += c2 * (g * g - v); p -= lr_t * m / (sqrt(v) + eps)``.
 
     ``lr_t`` stays a double: the last statement runs in double also for float32 ``p``.

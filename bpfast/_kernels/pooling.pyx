@@ -202,7 +202,7 @@ def max_pool_forward(const floating[:, :, :, ::1] x not None,  # IN: (N, C, H, W
                      Py_ssize_t pool_h, Py_ssize_t pool_w, Py_ssize_t stride, Py_ssize_t pad,
                      double[:, :, :, ::1] out not None,       # OUT: (N, C, OH, OW)
                      arg_t[:, :, :, ::1] arg_out not None,    # OUT: (N, C, OH, OW)
-                     *, int n_threads=1):
+                     int n_threads=1):
     """``out`` = window maxima, ``arg_out`` = index of the first maximum within the window."""
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef Py_ssize_t OH = out.shape[2], OW = out.shape[3], planes = N * C
@@ -233,7 +233,7 @@ def max_pool_backward(const floating[:, :, :, ::1] dout not None,  # IN: (N, C, 
                       const arg_t[:, :, :, ::1] arg not None,      # IN: (N, C, OH, OW)
                       Py_ssize_t pool_h, Py_ssize_t pool_w, Py_ssize_t stride, Py_ssize_t pad,
                       double[:, :, :, ::1] dx_out not None,        # OUT: (N, C, H, W)
-                      *, int n_threads=1):
+                      int n_threads=1):
     """``dx_out`` = each ``dout`` added at the position its window index names."""
     cdef Py_ssize_t N = dx_out.shape[0], C = dx_out.shape[1]
     cdef Py_ssize_t H = dx_out.shape[2], W = dx_out.shape[3]

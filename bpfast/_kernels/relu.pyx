@@ -32,7 +32,7 @@ cdef inline void _relu_bwd(const floating *dout, const unsigned char *mask, floa
 def relu_forward(const floating[::1] x not None,        # IN
                  floating[::1] out not None,            # OUT
                  unsigned char[::1] mask_out not None,  # OUT: 1 where x <= 0
-                 *, int n_threads=1):
+                 int n_threads=1):
     cdef Py_ssize_t n = x.shape[0], parts = max(n_threads, 1), p, lo, hi
     if out.shape[0] != n or mask_out.shape[0] != n:
         raise ValueError(f"relu_forward: lengths differ: x {n}, out {out.shape[0]}, "
@@ -53,7 +53,7 @@ def relu_forward(const floating[::1] x not None,        # IN
 def relu_backward(const floating[::1] dout not None,       # IN
                   const unsigned char[::1] mask not None,  # IN
                   floating[::1] dx_out not None,           # OUT (may be dout itself)
-                  *, int n_threads=1):
+                  int n_threads=1):
     cdef Py_ssize_t n = dout.shape[0], parts = max(n_threads, 1), p, lo, hi
     if mask.shape[0] != n or dx_out.shape[0] != n:
         raise ValueError(f"relu_backward: lengths differ: dout {n}, mask {mask.shape[0]}, "

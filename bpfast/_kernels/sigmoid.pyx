@@ -31,7 +31,7 @@ cdef void _sigmoid_bwd(const floating *dout, const floating *out, floating *dx,
 
 def sigmoid_forward(const floating[::1] x not None,  # IN
                     floating[::1] out not None,      # OUT
-                    *, int n_threads=1):
+                    int n_threads=1):
     cdef Py_ssize_t n = x.shape[0], parts = max(n_threads, 1), p, lo, hi
     if out.shape[0] != n:
         raise ValueError(f"sigmoid_forward: lengths differ: x {n}, out {out.shape[0]}")
@@ -50,7 +50,7 @@ def sigmoid_forward(const floating[::1] x not None,  # IN
 def sigmoid_backward(const floating[::1] dout not None,  # IN
                      const floating[::1] out not None,   # IN: the forward output
                      floating[::1] dx_out not None,      # OUT
-                     *, int n_threads=1):
+                     int n_threads=1):
     cdef Py_ssize_t n = dout.shape[0], parts = max(n_threads, 1), p, lo, hi
     if out.shape[0] != n or dx_out.shape[0] != n:
         raise ValueError(f"sigmoid_backward: lengths differ: dout {n}, out {out.shape[0]}, "

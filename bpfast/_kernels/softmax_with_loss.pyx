@@ -133,7 +133,7 @@ cdef double _mean_loss(double *row_loss, Py_ssize_t n) noexcept nogil:
 
 def softmax_forward(const floating[:, ::1] x not None,  # IN: (N, C)
                     floating[:, ::1] y_out not None,    # OUT: (N, C)
-                    *, int n_threads=1):
+                    int n_threads=1):
     """Row-wise softmax with the max shift, as ``bpfast.reference.softmax`` on the last axis."""
     cdef Py_ssize_t n = x.shape[0], parts = max(n_threads, 1), p
     _check(n, x.shape[1], n, -1, y_out.shape[0], y_out.shape[1])
@@ -150,7 +150,7 @@ def softmax_forward(const floating[:, ::1] x not None,  # IN: (N, C)
 def softmax_xent_forward(const floating[:, ::1] x not None,  # IN: logits (N, C), N, C >= 1
                          const label_t[::1] t not None,      # IN: labels (N,)
                          floating[:, ::1] y_out not None,    # OUT: softmax (N, C)
-                         *, int n_threads=1):
+                         int n_threads=1):
     """Softmax of each row into ``y_out``; returns the mean cross-entropy as a double."""
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], parts = max(n_threads, 1), p
     cdef double *row_loss
@@ -177,7 +177,7 @@ def softmax_xent_forward(const floating[:, ::1] x not None,  # IN: logits (N, C)
 def softmax_xent_forward_onehot(const floating[:, ::1] x not None,  # IN: logits (N, C)
                                 const target_t[:, ::1] t not None,  # IN: one-hot (N, C)
                                 floating[:, ::1] y_out not None,    # OUT: softmax (N, C)
-                                *, int n_threads=1):
+                                int n_threads=1):
     """As ``softmax_xent_forward``, the label of each row being the argmax of ``t``."""
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], parts = max(n_threads, 1), p
     cdef double *row_loss
@@ -203,7 +203,7 @@ def softmax_xent_forward_onehot(const floating[:, ::1] x not None,  # IN: logits
 def softmax_xent_backward(const floating[:, ::1] y not None,  # IN: softmax (N, C)
                           const label_t[::1] t not None,      # IN: labels (N,)
                           floating[:, ::1] dx_out not None,   # OUT: (N, C)
-                          *, int n_threads=1):
+                          int n_threads=1):
     """``dx = (y - onehot(t)) / N`` as the book computes it (copy, subtract 1, divide)."""
     cdef Py_ssize_t n = y.shape[0], c = y.shape[1], parts = max(n_threads, 1), p
     _check(n, c, t.shape[0], -1, dx_out.shape[0], dx_out.shape[1])
@@ -221,7 +221,7 @@ def softmax_xent_backward(const floating[:, ::1] y not None,  # IN: softmax (N, 
 def softmax_xent_backward_onehot(const floating[:, ::1] y not None,  # IN: softmax (N, C)
                                  const floating[:, ::1] t not None,  # IN: targets (N, C)
                                  floating[:, ::1] dx_out not None,   # OUT: (N, C)
-                                 *, int n_threads=1):
+                                 int n_threads=1):
     """``dx = (y - t) / N``; soft targets are used as they are, as in the book."""
     cdef Py_ssize_t n = y.shape[0], c = y.shape[1], parts = max(n_threads, 1), p
     _check(n, c, t.shape[0], t.shape[1], dx_out.shape[0], dx_out.shape[1])

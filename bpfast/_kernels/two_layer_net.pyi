@@ -5,14 +5,13 @@ from numpy.typing import NDArray
 # e.g. "double|long" to get one specialisation, as bpfast.two_layer_net does.  2-D arrays are
 # C-contiguous (N, H) / (N, C); vectors (H,) / (C,).  Loss kernels return the mean loss.
 def bias_relu_forward(
-    a: NDArray[np.floating], b: NDArray[np.floating], mask_out: NDArray[np.uint8], *, n_threads: int = 1
+    a: NDArray[np.floating], b: NDArray[np.floating], mask_out: NDArray[np.uint8], n_threads: int = 1
 ) -> None: ...
 def bias_softmax_xent(
     s: NDArray[np.floating],
     b: NDArray[np.floating],
     t: NDArray[np.integer],
     y_out: NDArray[np.floating],
-    *,
     n_threads: int = 1,
 ) -> float: ...
 def bias_softmax_xent_grad(
@@ -22,7 +21,6 @@ def bias_softmax_xent_grad(
     y_out: NDArray[np.floating],
     dy_out: NDArray[np.floating],
     db_out: NDArray[np.floating],
-    *,
     b_sgd: NDArray[np.floating] | None = None,
     lr: float = 0.0,
     n_threads: int = 1,
@@ -32,7 +30,6 @@ def bias_softmax_xent_onehot(
     b: NDArray[np.floating],
     t: NDArray[np.floating],
     y_out: NDArray[np.floating],
-    *,
     n_threads: int = 1,
 ) -> float: ...
 def bias_softmax_xent_onehot_grad(
@@ -42,7 +39,6 @@ def bias_softmax_xent_onehot_grad(
     y_out: NDArray[np.floating],
     dy_out: NDArray[np.floating],
     db_out: NDArray[np.floating],
-    *,
     b_sgd: NDArray[np.floating] | None = None,
     lr: float = 0.0,
     n_threads: int = 1,
@@ -51,7 +47,6 @@ def relu_backward_colsum(
     dh: NDArray[np.floating],
     mask: NDArray[np.uint8],
     db_out: NDArray[np.floating],
-    *,
     b_sgd: NDArray[np.floating] | None = None,
     lr: float = 0.0,
     n_threads: int = 1,
@@ -62,6 +57,5 @@ def sgd_weights(
     W2: NDArray[np.floating],
     dW2: NDArray[np.floating],
     lr: float,
-    *,
     n_threads: int = 1,
 ) -> None: ...

@@ -253,7 +253,7 @@ cdef double _xent_onehot(floating[:, ::1] s, const floating[::1] b, const target
 def bias_relu_forward(floating[:, ::1] a not None,              # IN/OUT: (N, H) a -> relu(a + b)
                       const floating[::1] b not None,           # IN: (H,)
                       unsigned char[:, ::1] mask_out not None,  # OUT: (N, H) 1 where a + b <= 0
-                      *, int n_threads=1):
+                      int n_threads=1):
     """``a = relu(a + b)`` in place; ``mask_out = (a + b <= 0)``."""
     cdef Py_ssize_t n = a.shape[0], m = a.shape[1], parts = max(n_threads, 1), p, lo, hi
     if b.shape[0] != m or mask_out.shape[0] != n or mask_out.shape[1] != m:
@@ -277,7 +277,7 @@ def bias_softmax_xent(floating[:, ::1] s not None,      # IN/OUT: (N, C) logits;
                       const floating[::1] b not None,   # IN: (C,) bias
                       const label_t[::1] t not None,    # IN: (N,) labels
                       floating[:, ::1] y_out not None,  # OUT: (N, C) softmax
-                      *, int n_threads=1):
+                      int n_threads=1):
     """Bias add, softmax and mean cross-entropy (returned as a double): the loss only."""
     _check_step(s.shape[0], s.shape[1], b.shape[0], t.shape[0], -1, y_out.shape[0],
                 y_out.shape[1])
@@ -298,7 +298,7 @@ def bias_softmax_xent_grad(floating[:, ::1] s not None,       # IN/OUT: (N, C); 
                            floating[:, ::1] y_out not None,   # OUT: (N, C) softmax
                            floating[:, ::1] dy_out not None,  # OUT: (N, C) (y - onehot(t)) / N
                            floating[::1] db_out not None,     # OUT: (C,) dy_out.sum(axis=0)
-                           *, floating[::1] b_sgd=None, double lr=0.0, int n_threads=1):
+                           floating[::1] b_sgd=None, double lr=0.0, int n_threads=1):
     """``bias_softmax_xent`` plus the gradients of the logits and the bias.
 
     With ``b_sgd`` (normally ``b`` itself) also the SGD step ``b_sgd -= lr * db_out``, after
@@ -325,7 +325,7 @@ def bias_softmax_xent_onehot(floating[:, ::1] s not None,        # IN/OUT: (N, C
                              const floating[::1] b not None,     # IN: (C,)
                              const target_t[:, ::1] t not None,  # IN: (N, C) one-hot
                              floating[:, ::1] y_out not None,    # OUT: (N, C)
-                             *, int n_threads=1):
+                             int n_threads=1):
     """As ``bias_softmax_xent``, the label of a row being the argmax of ``t`` (the book's rule)."""
     _check_step(s.shape[0], s.shape[1], b.shape[0], t.shape[0], t.shape[1], y_out.shape[0],
                 y_out.shape[1])
@@ -345,7 +345,7 @@ def bias_softmax_xent_onehot_grad(floating[:, ::1] s not None,        # IN/OUT: 
                                   floating[:, ::1] y_out not None,    # OUT: (N, C)
                                   floating[:, ::1] dy_out not None,   # OUT: (N, C) (y - t) / N
                                   floating[::1] db_out not None,      # OUT: (C,)
-                                  *, floating[::1] b_sgd=None, double lr=0.0, int n_threads=1):
+                                  floating[::1] b_sgd=None, double lr=0.0, int n_threads=1):
     """As ``bias_softmax_xent_grad`` for one-hot (or soft) targets: ``dy = (y - t) / N``."""
     cdef Py_ssize_t n = s.shape[0], c = s.shape[1]
     _check_step(n, c, b.shape[0], t.shape[0], t.shape[1], y_out.shape[0], y_out.shape[1])
@@ -366,7 +366,7 @@ def bias_softmax_xent_onehot_grad(floating[:, ::1] s not None,        # IN/OUT: 
 def relu_backward_colsum(floating[:, ::1] dh not None,              # IN/OUT: (N, H)
                          const unsigned char[:, ::1] mask not None,  # IN: (N, H)
                          floating[::1] db_out not None,              # OUT: (H,)
-                         *, floating[::1] b_sgd=None, double lr=0.0, int n_threads=1):
+                         floating[::1] b_sgd=None, double lr=0.0, int n_threads=1):
     """``dh[mask] = 0`` in place; ``db_out = dh.sum(axis=0)``; optionally ``b_sgd -= lr * db_out``."""
     cdef Py_ssize_t n = dh.shape[0], m = dh.shape[1], parts = max(n_threads, 1), p, lo, hi
     cdef floating *b = NULL
@@ -414,7 +414,7 @@ def sgd_weights(floating[:, ::1] W1 not None,         # IN/OUT: (D, H)
                 floating[:, ::1] W2 not None,         # IN/OUT: (H, C)
                 const floating[:, ::1] dW2 not None,  # IN: (H, C)
                 double lr,
-                *, int n_threads=1):
+                int n_threads=1):
     """``W1 -= lr * dW1; W2 -= lr * dW2`` (``lr`` rounded to the weights' precision).
 
     One call for both weight matrices; the arrays must not overlap (the caller checks).
