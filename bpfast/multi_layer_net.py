@@ -91,7 +91,9 @@ class MultiLayerNet(ParamsFile, _ref.MultiLayerNet):
             ``W{i}``: ``dW + weight_decay_lambda * W`` (a new array); ``b{i}``: the layer's
             own ``db`` -- as in the book.
         """
-        self.loss(x, t)
+        # The forward of the book's loss(x, t) without its weight-decay sum: the value is
+        # discarded here, and sum(W**2) over every W is a pass over all the weights.
+        self.last_layer.forward(self.predict(x), t)
         backprop(self)
 
         grads = {}

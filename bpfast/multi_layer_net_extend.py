@@ -106,7 +106,9 @@ class MultiLayerNetExtend(ParamsFile, _ref.MultiLayerNetExtend):
             ``W{i}`` is ``dW + weight_decay_lambda * W`` (a new array), the others are the
             layers' own ``db``/``dgamma``/``dbeta`` -- as in the book.
         """
-        self.loss(x, t, train_flg=True)
+        # The forward of the book's loss(x, t, train_flg=True) without its weight-decay
+        # sum: the value is discarded here, and sum(W**2) is a pass over all the weights.
+        self.last_layer.forward(self.predict(x, True), t)
         backprop(self)
 
         grads = {}

@@ -53,7 +53,11 @@ def test_multi_layer_net_matches_the_book(rng, activation, weight_init_std,
         loss, loss_ref = net.loss(x, target), net_ref.loss(x, target)
         assert type(loss) is type(loss_ref)
         assert_close(loss, loss_ref, what="loss")
+        x_before = x.copy()
         assert_grads_close(net.gradient(x, target), net_ref.gradient(x, target))
+        np.testing.assert_array_equal(x, x_before)  # the input is never written
+        # gradient leaves the book's state behind: the loss without weight decay.
+        assert_close(net.last_layer.loss, net_ref.last_layer.loss, what="last_layer.loss")
         assert net.accuracy(x, target) == net_ref.accuracy(x, target)
         assert type(net.accuracy(x, target)) is type(net_ref.accuracy(x, target))
 
@@ -187,3 +191,19 @@ def test_unknown_activation_raises_keyerror_as_in_the_book():
             getattr(bpfast, name)(D, HIDDEN, C, activation="tanh")
         with pytest.raises(KeyError):
             getattr(ref, name)(D, HIDDEN, C, activation="tanh")
+
+
+@pytest.mark.parametrize("shape", [(9, 6), (9, 2, 3)])
+def test_affine_backward_params_equals_backward(rng, shape):
+    # The first layer of a network skips dx; dW and db must be backward's, also for N-D input
+    # and for inputs the kernels do not take (the fallback runs the full backward).
+    for x in (rng.random(shape), rng.random(shape).astype(np.float32), rng.random(shape) > 0.5):
+        W, b = rng.random((6, 4)), rng.random(4)
+        full, part = bpfast.layers.Affine(W, b), bpfast.layers.Affine(W, b)
+        full.forward(x)
+        part.forward(x)
+        dout = rng.random((shape[0], 4))
+        full.backward(dout)
+        assert part._backward_params(dout) is None
+        np.testing.assert_array_equal(part.dW, full.dW)
+        np.testing.assert_array_equal(part.db, full.db)

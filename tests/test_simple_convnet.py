@@ -165,3 +165,20 @@ def test_bad_input_raises_the_books_exception_without_crashing():
     for name, (book, fast) in lines.items():
         assert book != "ok", (name, book)  # the case is really bad input
         assert fast == book or (name == "channels" and fast == "ValueError"), (name, book, fast)
+
+
+@pytest.mark.parametrize("assign_col", [False, True])
+def test_convolution_backward_params_equals_backward(rng, assign_col):
+    W, b = rng.random((3, 2, 3, 3)), rng.random(3)
+    x = rng.random((4, 2, 7, 7))
+    full, part = bpfast.layers.Convolution(W, b, 2, 1), bpfast.layers.Convolution(W, b, 2, 1)
+    out = full.forward(x)
+    part.forward(x)
+    if assign_col:  # an assigned col is what the book's backward uses: the fallback path
+        full.col = full.col * 2
+        part.col = full.col
+    dout = rng.random(out.shape)
+    full.backward(dout)
+    assert part._backward_params(dout) is None
+    np.testing.assert_array_equal(part.dW, full.dW)
+    np.testing.assert_array_equal(part.db, full.db)
