@@ -247,3 +247,21 @@ def test_default_without_OMP_NUM_THREADS_is_the_usable_cpus():
 @needs_openmp
 def test_n_threads_fixture_really_sets_two(n_threads):
     assert bpfast.get_num_threads() == n_threads
+
+
+_SPIN_CODE = "import os, bpfast; print(os.environ.get('GOMP_SPINCOUNT', '-'))"
+
+
+@pytest.mark.parametrize(
+    "extra, expected",
+    [
+        ({}, "1000"),  # bpfast's default: idle OpenMP threads stop spinning soon
+        ({"GOMP_SPINCOUNT": "123"}, "123"),  # the user's value wins
+        ({"OMP_WAIT_POLICY": "active"}, "-"),  # a wait policy is left alone entirely
+    ],
+)
+def test_gomp_spincount_default_never_overrides_the_user(extra, expected):
+    env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+    rc, out, err = run_snippet(_SPIN_CODE, env={**env, **extra})
+    assert rc == 0, err
+    assert out.strip() == expected
