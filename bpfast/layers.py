@@ -43,9 +43,9 @@ def _spec(fused, *names):
 
 # Below these sizes (elements) the kernels run on one thread.  Measured with
 # `python benchmarks/run.py --threshold-sweep` on the shared 2-core machine this was tuned on:
-# with a neighbour's process on the other core, a second thread never paid below 2**22
-# elements (it waits for the busy core: over 10x slower up to 2**18 elements), and at 2**22
-# it paid for some kernels and lost for others.  A thread team is also what makes the next
+# at load averages from 0.4 to 6, a second thread never paid below 2**22 elements (typically
+# 10-50x slower at 2**10..2**14 elements, still 1.1-3.7x slower at 2**18), and at 2**22 it
+# paid for a few kernels and lost for the others.  A thread team is also what makes the next
 # np.dot slow (OpenBLAS's threads find a core spinning, see bpfast/_kernels/__init__.py),
 # so the layers of a TwoLayerNet-sized step (at most ~10**6 elements) stay single-threaded,
 # and only arrays from 4 Mi elements -- milliseconds of work per call -- are split.
