@@ -10,6 +10,12 @@ a thread team costs more than it saves).  The count is, in order of precedence:
 
 Results never depend on the count: elementwise kernels are embarrassingly parallel, and
 reductions are split so that each sum is still taken in one fixed order.
+
+The thresholds are high (``bpfast.layers._PAR_*``: 4 Mi elements) because on the small shared
+machines this was tuned on a second thread only paid for arrays of millions of elements, and
+because idle OpenMP threads that spin slow down the next OpenBLAS call.  For the same reason
+importing the kernels sets ``GOMP_SPINCOUNT=1000`` in ``os.environ`` unless the user set it
+or ``OMP_WAIT_POLICY`` (see ``bpfast/_kernels/__init__.py``).
 """
 
 import numbers

@@ -37,7 +37,7 @@ __all__ = [
 
 _SIGMOID = {F32: _ksigmoid.sigmoid_forward["float"], F64: _ksigmoid.sigmoid_forward["double"]}
 _SOFTMAX = {F32: _ksoftmax.softmax_forward["float"], F64: _ksoftmax.softmax_forward["double"]}
-_PAR_EXP = 1 << 14
+_PAR_EXP = 1 << 22  # bpfast.layers._PAR_EXP (see there why)
 
 
 def sigmoid(x):

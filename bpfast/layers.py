@@ -41,12 +41,19 @@ def _spec(fused, *names):
     }
 
 
-# Below these sizes (elements) a thread team costs more than it saves; measured with
-# `python benchmarks/run.py --threshold-sweep` (see benchmarks/README.md).
-_PAR_ELEMENTWISE = 1 << 16
-_PAR_EXP = 1 << 14
-_PAR_ROWS = 1 << 14
+# Below these sizes (elements) the kernels run on one thread.  Measured with
+# `python benchmarks/run.py --threshold-sweep` on the shared 2-core machine this was tuned on:
+# at load averages from 0.4 to 6, a second thread never paid below 2**22 elements (typically
+# 10-50x slower at 2**10..2**14 elements, still 1.1-3.7x slower at 2**18), and at 2**22 it
+# paid for a few kernels and lost for the others.  A thread team is also what makes the next
+# np.dot slow (OpenBLAS's threads find a core spinning, see bpfast/_kernels/__init__.py),
+# so the layers of a TwoLayerNet-sized step (at most ~10**6 elements) stay single-threaded,
+# and only arrays from 4 Mi elements -- milliseconds of work per call -- are split.
+_PAR_ELEMENTWISE = 1 << 22
+_PAR_EXP = 1 << 22
+_PAR_ROWS = 1 << 22
 
+_BOOL = np.dtype(np.bool_)
 _RELU_FWD = _spec(_krelu.relu_forward)
 _RELU_BWD = _spec(_krelu.relu_backward)
 _SIGMOID_FWD = _spec(_ksigmoid.sigmoid_forward)
@@ -95,16 +102,16 @@ class Relu(_ref.Relu):
         out : ndarray, same shape and dtype as x
             A new array: ``x`` with every entry ``<= 0`` (and -0.0) replaced by +0.0.
         """
-        if float_array(x) is None:
+        # The kernel table doubles as the dtype check (its keys are the kernel dtypes): at
+        # 100 x 50 every Python-level step of this method is a measurable part of the call.
+        if type(x) is not np.ndarray or (kernel := _RELU_FWD.get(x.dtype)) is None:
             return super().forward(x)
-        xc = contiguous(x)
         out = np.empty(x.shape, x.dtype)
-        mask = np.empty(x.shape, np.uint8)
-        _RELU_FWD[x.dtype](
-            xc.reshape(-1), out.reshape(-1), mask.reshape(-1),
-            n_threads=threads_for(x.size, _PAR_ELEMENTWISE),
-        )
-        self.mask = mask.view(np.bool_)
+        mask = np.empty(x.shape, np.bool_)
+        # ravel(): a view of a C-contiguous array, a C-order copy of any other layout.
+        kernel(x.ravel(), out.ravel(), mask.ravel().view(np.uint8),
+               n_threads=threads_for(x.size, _PAR_ELEMENTWISE))
+        self.mask = mask
         return out
 
     def backward(self, dout):
@@ -123,22 +130,23 @@ class Relu(_ref.Relu):
         """
         mask = self.mask
         if (
-            float_array(dout) is None
+            type(dout) is not np.ndarray
+            or (kernel := _RELU_BWD.get(dout.dtype)) is None
             or type(mask) is not np.ndarray
-            or mask.dtype != np.bool_
+            or mask.dtype != _BOOL
             or mask.shape != dout.shape
         ):
             return super().backward(dout)
         nt = threads_for(dout.size, _PAR_ELEMENTWISE)
-        mask_bytes = contiguous(mask).reshape(-1).view(np.uint8)
-        if not dout.flags.writeable:
+        mask_bytes = mask.ravel().view(np.uint8)
+        flags = dout.flags
+        if not flags.writeable:
             dx = np.empty(dout.shape, dout.dtype)
-            _RELU_BWD[dout.dtype](contiguous(dout).reshape(-1), mask_bytes, dx.reshape(-1),
-                                  n_threads=nt)
+            kernel(dout.ravel(), mask_bytes, dx.ravel(), n_threads=nt)
             return dx
-        if dout.flags.c_contiguous:
-            flat = dout.reshape(-1)
-            _RELU_BWD[dout.dtype](flat, mask_bytes, flat, n_threads=nt)
+        if flags.c_contiguous:
+            flat = dout.ravel()
+            kernel(flat, mask_bytes, flat, n_threads=nt)
         else:
             # Strided or Fortran-order: a masked store in NumPy keeps the in-place contract
             # without a gather/scatter round trip.
@@ -170,13 +178,10 @@ class Sigmoid(_ref.Sigmoid):
             book, but without NumPy's overflow warning.
         """
         # 0-d: NumPy's ufuncs return a scalar there, not an array; the book's code does that.
-        if float_array(x) is None or x.ndim == 0:
+        if type(x) is not np.ndarray or (kernel := _SIGMOID_FWD.get(x.dtype)) is None or x.ndim == 0:
             return super().forward(x)
         out = np.empty(x.shape, x.dtype)
-        _SIGMOID_FWD[x.dtype](
-            contiguous(x).reshape(-1), out.reshape(-1),
-            n_threads=threads_for(x.size, _PAR_EXP),
-        )
+        kernel(x.ravel(), out.ravel(), n_threads=threads_for(x.size, _PAR_EXP))
         self.out = out
         return out
 
@@ -195,8 +200,9 @@ class Sigmoid(_ref.Sigmoid):
         """
         out = self.out
         if (
-            float_array(dout) is None
-            or float_array(out) is None
+            type(dout) is not np.ndarray
+            or (kernel := _SIGMOID_BWD.get(dout.dtype)) is None
+            or type(out) is not np.ndarray
             or out.shape != dout.shape
             or dout.ndim == 0  # the book returns a NumPy scalar there
             # Mixed float32/float64: the book rounds (1.0 - out) in out's dtype before
@@ -205,12 +211,8 @@ class Sigmoid(_ref.Sigmoid):
         ):
             return super().backward(dout)
         dx = np.empty(dout.shape, dout.dtype)
-        _SIGMOID_BWD[dout.dtype](
-            contiguous(dout).reshape(-1),
-            contiguous(out).reshape(-1),
-            dx.reshape(-1),
-            n_threads=threads_for(dout.size, _PAR_ELEMENTWISE),
-        )
+        kernel(dout.ravel(), out.ravel(), dx.ravel(),
+               n_threads=threads_for(dout.size, _PAR_ELEMENTWISE))
         return dx
 
 
@@ -257,18 +259,17 @@ class Affine(_ref.Affine):
         self.x = x
         out = np.dot(x, W)
         if (
-            out.dtype in _BIAS_ADD
+            (bias_add := _BIAS_ADD.get(out.dtype)) is not None
             and type(b) is np.ndarray
             and b.ndim == 1
             and out.ndim == 2
             and b.shape[0] == out.shape[1]
             and out.flags.c_contiguous
-            and np.promote_types(b.dtype, out.dtype) == out.dtype
+            and (b.dtype == out.dtype or np.promote_types(b.dtype, out.dtype) == out.dtype)
         ):
-            _BIAS_ADD[out.dtype](
-                out, contiguous(b).astype(out.dtype, copy=False),
-                n_threads=threads_for(out.size, _PAR_ELEMENTWISE),
-            )
+            if b.dtype != out.dtype or not b.flags.c_contiguous:
+                b = np.ascontiguousarray(b, dtype=out.dtype)
+            bias_add(out, b, n_threads=threads_for(out.size, _PAR_ELEMENTWISE))
             return out
         return out + b
 

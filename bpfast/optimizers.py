@@ -33,8 +33,9 @@ from bpfast._validation import F32, F64, KERNEL_DTYPES
 
 __all__ = ["SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam"]
 
-# Elements below which one thread is faster than a team (the same figure as the layers').
-_PAR_ELEMENTWISE = 1 << 16
+# Elements below which one thread is used (the same figure and reasons as the layers', see
+# bpfast/layers.py).
+_PAR_ELEMENTWISE = 1 << 22
 _EPS = 1e-7  # the book's eps, outside the square root
 
 

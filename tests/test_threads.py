@@ -5,7 +5,8 @@ summation order, so results for 1 and 2 threads must be bit-identical (the signs
 aside, see ``_bits``).  Checked twice:
 
 * through the layers, at sizes just below and above the parallel thresholds of
-  bpfast.layers (``_PAR_*``; below them a call stays on one thread whatever the setting);
+  bpfast.layers (``_PAR_*``, lowered for the test; below them a call stays on one thread
+  whatever the setting);
 * on the kernels directly, with more threads than rows or elements (empty blocks).
 """
 
@@ -104,21 +105,27 @@ def _softmax_loss(rng, dtype, rows, cols):
 
 
 CASES = {
-    "relu": (_relu, layers._PAR_ELEMENTWISE, 13),
-    "sigmoid": (_sigmoid, layers._PAR_EXP, 13),
-    "sigmoid-backward": (_sigmoid, layers._PAR_ELEMENTWISE, 13),
-    "affine": (_affine, layers._PAR_ELEMENTWISE, 11),
-    "softmax-with-loss": (_softmax_loss, layers._PAR_ROWS, 10),
-    "softmax-with-loss-wide": (_softmax_loss, layers._PAR_ROWS, 1001),
-    "softmax-with-loss-backward": (_softmax_loss, layers._PAR_ELEMENTWISE, 10),
+    "relu": (_relu, "_PAR_ELEMENTWISE", 13),
+    "sigmoid": (_sigmoid, "_PAR_EXP", 13),
+    "sigmoid-backward": (_sigmoid, "_PAR_ELEMENTWISE", 13),
+    "affine": (_affine, "_PAR_ELEMENTWISE", 11),
+    "softmax-with-loss": (_softmax_loss, "_PAR_ROWS", 10),
+    "softmax-with-loss-wide": (_softmax_loss, "_PAR_ROWS", 1001),
+    "softmax-with-loss-backward": (_softmax_loss, "_PAR_ELEMENTWISE", 10),
 }
+# The layers' thresholds are set for speed (millions of elements); the test lowers them so
+# that its arrays stay small -- the code path above a threshold is the same at any size.
+TEST_THRESHOLDS = {"_PAR_ELEMENTWISE": 1 << 16, "_PAR_EXP": 1 << 14, "_PAR_ROWS": 1 << 14}
 
 
 @needs_openmp
 @pytest.mark.parametrize("case", list(CASES))
-def test_layers_bit_identical_for_1_and_2_threads(rng, dtype, case):
-    fn, threshold, cols = CASES[case]
-    for rows in _sizes(threshold, cols):
+def test_layers_bit_identical_for_1_and_2_threads(rng, dtype, case, monkeypatch):
+    fn, name, cols = CASES[case]
+    for const, value in TEST_THRESHOLDS.items():
+        monkeypatch.setattr(layers, const, value)
+    monkeypatch.setattr(bpfast.functions, "_PAR_EXP", TEST_THRESHOLDS["_PAR_EXP"])
+    for rows in _sizes(TEST_THRESHOLDS[name], cols):
         seed = int(rng.integers(2**31))
         one = _with_threads(1, lambda: fn(np.random.default_rng(seed), dtype, rows, cols))
         two = _with_threads(2, lambda: fn(np.random.default_rng(seed), dtype, rows, cols))
@@ -240,3 +247,21 @@ def test_default_without_OMP_NUM_THREADS_is_the_usable_cpus():
 @needs_openmp
 def test_n_threads_fixture_really_sets_two(n_threads):
     assert bpfast.get_num_threads() == n_threads
+
+
+_SPIN_CODE = "import os, bpfast; print(os.environ.get('GOMP_SPINCOUNT', '-'))"
+
+
+@pytest.mark.parametrize(
+    "extra, expected",
+    [
+        ({}, "1000"),  # bpfast's default: idle OpenMP threads stop spinning soon
+        ({"GOMP_SPINCOUNT": "123"}, "123"),  # the user's value wins
+        ({"OMP_WAIT_POLICY": "active"}, "-"),  # a wait policy is left alone entirely
+    ],
+)
+def test_gomp_spincount_default_never_overrides_the_user(extra, expected):
+    env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+    rc, out, err = run_snippet(_SPIN_CODE, env={**env, **extra})
+    assert rc == 0, err
+    assert out.strip() == expected
