@@ -1,0 +1,603 @@
+"""The training loop of ``bpfast train`` and the timed gradient check of ``bpfast gradcheck``.
+
+This is the book's ``ch05/train_neuralnet.py`` as a function, :func:`train`, that returns a
+:class:`TrainResult` (loss and accuracy histories, timings) instead of printing, so that the
+command line (:mod:`bpfast.cli`) only parses, prints and plots, and so that the loop can be
+used and tested from Python::
+
+    from bpfast.train import load_data, train
+    data = load_data("embedded")
+    result = train(data, iters=2000, seed=0)
+    result.test_acc[-1], result.steps_per_second
+
+What one step does (both backends)
+----------------------------------
+``np.random.choice(train_size, batch_size)`` (with replacement, NumPy's global legacy RNG,
+as in the book), the backprop gradient of that batch, the optimizer's update of
+``network.params`` in place.  The bpfast backend runs ``TwoLayerNet.train_step`` (plain SGD
+fused into the step); the reference backend runs the book's code: ``network.gradient``, then
+the book's optimizer.
+
+Reproducibility and identical batches
+-------------------------------------
+:func:`train` calls ``np.random.seed(seed)``, builds the network (which draws its initial
+weights from the global RNG, as the book's constructors do) and then draws every batch from
+the same global RNG.  Nothing else draws from it, so two runs with the same seed and
+model -- one per backend -- get the same initial weights and the same batches, draw for
+draw; ``--backend reference`` with a seed is the book's script after ``np.random.seed``.
+(The global RNG state is therefore changed by a call, as the book's script changes it.)
+
+Differences from the book's script
+----------------------------------
+* The recorded loss of a step is the loss of its batch **before** the update (what the
+  forward pass of the gradient computed; free), not a second forward pass after the update.
+* Labels are class indices (``uint8``), not one-hot rows: the same losses and gradients,
+  less memory traffic.
+* Accuracies are computed before the first step ("epoch 0") and after every
+  ``ceil(train_size / batch_size)`` steps (one epoch), plus after the last step; the book
+  evaluates after steps 0, 600, 1200, ... with a float ``iter_per_epoch``.  They are computed
+  on the full training and test sets, in chunks of 10,000 images to bound memory.
+"""
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from bpfast import reference as _ref
+
+__all__ = [
+    "BACKENDS",
+    "DEFAULT_ITERS",
+    "MODELS",
+    "OPTIMIZERS",
+    "Dataset",
+    "GradCheckResult",
+    "ModelSpec",
+    "Progress",
+    "TrainResult",
+    "default_lr",
+    "gradient_check_timed",
+    "relu_kinks",
+    "load_data",
+    "make_network",
+    "make_optimizer",
+    "resolve_iters",
+    "train",
+]
+
+#: Default number of steps: enough for >= 88 % test accuracy on the embedded digits (50
+#: epochs of its 4,000 training images).  The book's script runs 10,000.
+DEFAULT_ITERS = 2000
+BACKENDS = ("bpfast", "reference")
+#: ``--optimizer`` name -> class name in :mod:`bpfast.optimizers` and the book's module.
+OPTIMIZERS = {
+    "sgd": "SGD",
+    "momentum": "Momentum",
+    "nesterov": "Nesterov",
+    "adagrad": "AdaGrad",
+    "rmsprop": "RMSprop",
+    "adam": "Adam",
+}
+_EVAL_CHUNK = 10_000
+
+
+# ------------------------------------------------------------------------------- data
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Training and test arrays, as ``load_mnist`` returns them.
+
+    Attributes
+    ----------
+    name : str
+        What was asked for (``"embedded"``, ``"fashion-mnist"``, a directory...).
+    x_train : ndarray of shape (N, D) or (N, 1, H, W)
+    t_train : ndarray of shape (N,)
+        Class indices.
+    x_test : ndarray of shape (M, D) or (M, 1, H, W)
+    t_test : ndarray of shape (M,)
+    """
+
+    name: str
+    x_train: np.ndarray
+    t_train: np.ndarray
+    x_test: np.ndarray
+    t_test: np.ndarray
+
+    @property
+    def n_classes(self):
+        """Number of classes: ``max(10, largest label + 1)`` (what one-hot rows would have)."""
+        labels = [int(t.max()) + 1 for t in (self.t_train, self.t_test) if t.size]
+        return max([10, *labels])
+
+    @property
+    def sample_shape(self):
+        """Shape of one image: ``(D,)`` flattened or ``(1, H, W)``."""
+        return self.x_train.shape[1:]
+
+
+def load_data(name_or_dir="embedded", *, flatten=True):
+    """Load a dataset for training: normalised float32 images and index labels.
+
+    Parameters
+    ----------
+    name_or_dir : str or os.PathLike, default "embedded"
+        As :func:`bpfast.datasets.load_dataset`: ``"embedded"``, ``"mnist"``,
+        ``"fashion-mnist"`` or a directory of the four IDX files.
+    flatten : bool, default True
+        Images as rows of D values, or as ``(1, H, W)`` (convolutional models).
+
+    Returns
+    -------
+    Dataset
+
+    Raises
+    ------
+    bpfast.datasets.DatasetNotFoundError
+        If the dataset is nowhere to be found (the message says where to put it).
+    ValueError
+        If a file is corrupt, or the training set is empty.
+    """
+    from bpfast.datasets import load_dataset
+
+    (x_train, t_train), (x_test, t_test) = load_dataset(name_or_dir, flatten=flatten)
+    if x_train.shape[0] == 0:
+        raise ValueError(f"{name_or_dir}: the training set is empty")
+    return Dataset(str(name_or_dir), x_train, t_train, x_test, t_test)
+
+
+# ------------------------------------------------------------------------------- models
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """How ``--model NAME`` builds a network.
+
+    Attributes
+    ----------
+    build : callable
+        ``build(backend, sample_shape, n_classes, hidden_size, dtype)`` -> network with
+        ``params``, ``gradient``, ``accuracy`` and (bpfast backend, optionally)
+        ``train_step``.
+    flatten : bool
+        Whether the network takes flattened images (rows of D values) or ``(1, H, W)``.
+    dtypes : tuple of str
+        The dtypes it can be trained in.
+    help : str
+        One line for ``--help``.
+    """
+
+    build: Callable
+    flatten: bool = True
+    dtypes: tuple = ("float64", "float32")
+    help: str = ""
+
+
+def _with_dtype(net, dtype):
+    """Give a book network parameters of ``dtype``, re-bound in ``params`` and the layers.
+
+    The book's constructors always make float64 weights; the arrays are converted (the
+    float64 draws rounded, as ``bpfast.TwoLayerNet(dtype=float32)`` does) and the layers are
+    pointed at the new arrays so that ``params`` and layers stay shared.
+    """
+    if np.dtype(dtype) == np.float64:
+        return net
+    for key, layer, attr in (("W1", "Affine1", "W"), ("b1", "Affine1", "b"),
+                             ("W2", "Affine2", "W"), ("b2", "Affine2", "b")):
+        net.params[key] = net.params[key].astype(dtype)
+        setattr(net.layers[layer], attr, net.params[key])
+    return net
+
+
+def _two_layer(backend, sample_shape, n_classes, hidden_size, dtype):
+    input_size = math.prod(sample_shape)
+    if backend == "bpfast":
+        from bpfast.two_layer_net import TwoLayerNet
+
+        return TwoLayerNet(input_size, hidden_size, n_classes, dtype=dtype)
+    return _with_dtype(_ref.TwoLayerNet(input_size, hidden_size, n_classes), dtype)
+
+
+#: ``--model`` name -> :class:`ModelSpec`.  A new network is one entry here.
+MODELS = {
+    "two-layer": ModelSpec(
+        _two_layer,
+        help="the book's ch05 TwoLayerNet: Affine -> Relu -> Affine -> SoftmaxWithLoss",
+    ),
+}
+
+
+def make_network(model, backend, sample_shape, n_classes, hidden_size=50, dtype=np.float64):
+    """Build a network of the :data:`MODELS` table (draws from NumPy's global RNG).
+
+    Parameters
+    ----------
+    model : str
+        A key of :data:`MODELS`.
+    backend : {"bpfast", "reference"}
+        bpfast's compiled classes or the book's pure-NumPy ones.
+    sample_shape : tuple of int
+        Shape of one input sample.
+    n_classes : int
+    hidden_size : int, default 50
+    dtype : {numpy.float64, numpy.float32}
+
+    Returns
+    -------
+    network
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
+    spec = MODELS.get(model)
+    if spec is None:
+        raise ValueError(f"unknown model {model!r}; known: {', '.join(MODELS)}")
+    if np.dtype(dtype).name not in spec.dtypes:
+        raise ValueError(f"model {model!r} trains in {' or '.join(spec.dtypes)}, not "
+                         f"{np.dtype(dtype).name}")
+    return spec.build(backend, tuple(sample_shape), n_classes, hidden_size, np.dtype(dtype))
+
+
+def default_lr(optimizer):
+    """The learning rate used when none is given.
+
+    0.1 for SGD (the book's ``ch05/train_neuralnet.py``); otherwise the optimizer class's
+    own default (0.01, Adam 0.001), which is what the book's chapter-6 scripts use.
+    """
+    if optimizer == "sgd":
+        return 0.1
+    cls = getattr(_ref, OPTIMIZERS[optimizer])
+    return cls.__init__.__defaults__[0]
+
+
+def make_optimizer(name, backend, lr=None):
+    """An optimizer of :mod:`bpfast.optimizers` (or of the book, for the reference backend).
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`OPTIMIZERS` (``"sgd"``, ``"adam"``...).
+    backend : {"bpfast", "reference"}
+    lr : float, optional
+        Learning rate (default :func:`default_lr`); other hyperparameters are the book's.
+    """
+    if name not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {name!r}; known: {', '.join(OPTIMIZERS)}")
+    if backend == "bpfast":
+        from bpfast import optimizers as module
+    else:
+        module = _ref
+    return getattr(module, OPTIMIZERS[name])(lr=default_lr(name) if lr is None else lr)
+
+
+# ------------------------------------------------------------------------------- training
+
+
+class Progress:
+    """Receives the events of :func:`train` (the command line draws a progress bar).
+
+    Subclass and override what is needed; the default does nothing.
+    """
+
+    def start(self, total_steps):
+        """Called once before the first step."""
+
+    def step(self, loss):
+        """Called after every step with the loss of its batch (before the update)."""
+
+    def evaluated(self, epoch, step, train_acc, test_acc):
+        """Called after each evaluation (``epoch`` may be fractional after the last step)."""
+
+    def close(self):
+        """Called once at the end, also when training is interrupted."""
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` measured.
+
+    Attributes
+    ----------
+    model, backend, optimizer : str
+    lr : float
+    batch_size, iters, iter_per_epoch, seed : int
+    dtype : str
+    loss : ndarray of shape (iters,)
+        Loss of every step's batch, before that step's update.
+    eval_steps : ndarray of int
+        Steps after which accuracies were computed (0 = before training).
+    train_acc, test_acc : ndarray of float
+        Accuracy on the full training and test sets at ``eval_steps``.
+    wall_time : float
+        Seconds for the whole loop, evaluations included (network construction and data
+        loading excluded).
+    eval_time : float
+        Seconds spent in the evaluations.
+    network : object
+        The trained network.
+    """
+
+    model: str
+    backend: str
+    optimizer: str
+    lr: float
+    batch_size: int
+    iters: int
+    iter_per_epoch: int
+    seed: int
+    dtype: str
+    loss: np.ndarray
+    eval_steps: np.ndarray
+    train_acc: np.ndarray
+    test_acc: np.ndarray
+    wall_time: float
+    eval_time: float
+    network: object = field(repr=False)
+
+    @property
+    def train_time(self):
+        """Seconds spent in the training steps (batch selection, gradient, update)."""
+        return self.wall_time - self.eval_time
+
+    @property
+    def steps_per_second(self):
+        """Training steps per second of :attr:`train_time`."""
+        return self.iters / self.train_time if self.train_time > 0 else math.inf
+
+    @property
+    def eval_epochs(self):
+        """``eval_steps`` in epochs."""
+        return self.eval_steps / self.iter_per_epoch
+
+
+def resolve_iters(train_size, batch_size, iters=None, epochs=None):
+    """The number of steps of a run, and of one epoch.
+
+    Parameters
+    ----------
+    train_size, batch_size : int
+    iters : int, optional
+        Steps; default :data:`DEFAULT_ITERS` (unless ``epochs`` is given).
+    epochs : float, optional
+        Epochs instead of steps (rounded up to whole steps).
+
+    Returns
+    -------
+    iters : int
+    iter_per_epoch : int
+        ``ceil(train_size / batch_size)``, at least 1.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    per_epoch = max(1, math.ceil(train_size / batch_size))
+    if iters is not None and epochs is not None:
+        raise ValueError("give iters or epochs, not both")
+    if epochs is not None:
+        if not 0 < epochs < math.inf:
+            raise ValueError(f"epochs must be positive, got {epochs}")
+        iters = math.ceil(epochs * per_epoch)
+    elif iters is None:
+        iters = DEFAULT_ITERS
+    if iters < 1:
+        raise ValueError(f"iters must be positive, got {iters}")
+    return iters, per_epoch
+
+
+def _accuracy(network, x, t):
+    """Accuracy on (x, t) in chunks (the book's ``accuracy`` holds all scores at once)."""
+    n = x.shape[0]
+    if n == 0:
+        return math.nan
+    correct = 0
+    for start in range(0, n, _EVAL_CHUNK):
+        xs, ts = x[start:start + _EVAL_CHUNK], t[start:start + _EVAL_CHUNK]
+        correct += round(float(network.accuracy(xs, ts)) * xs.shape[0])
+    return correct / n
+
+
+def _last_loss(network):
+    # The book's TwoLayerNet says lastLayer, its MultiLayerNet*/SimpleConvNet last_layer.
+    last = getattr(network, "lastLayer", None) or getattr(network, "last_layer")
+    return last.loss
+
+
+def train(data, *, model="two-layer", backend="bpfast", hidden_size=50, batch_size=100,
+          optimizer="sgd", lr=None, iters=None, epochs=None, seed=0, dtype="float64",
+          progress=None):
+    """Train a network of :data:`MODELS` like the book's ``ch05/train_neuralnet.py``.
+
+    Parameters
+    ----------
+    data : Dataset
+        From :func:`load_data` (flattened or not, as the model needs).
+    model : str, default "two-layer"
+        A key of :data:`MODELS`.
+    backend : {"bpfast", "reference"}, default "bpfast"
+        bpfast's compiled classes, or the book's pure-NumPy code (:mod:`bpfast.reference`).
+    hidden_size : int, default 50
+    batch_size : int, default 100
+    optimizer : str, default "sgd"
+        A key of :data:`OPTIMIZERS`.
+    lr : float, optional
+        Learning rate; default :func:`default_lr` (0.1 for SGD).
+    iters, epochs : int or float, optional
+        Number of steps, or of epochs of ``ceil(train_size / batch_size)`` steps (rounded
+        up); at most one of them.  Default :data:`DEFAULT_ITERS` steps.
+    seed : int, default 0
+        ``np.random.seed(seed)`` before the network is built: same seed, same initial
+        weights and same batches on both backends.
+    dtype : {"float64", "float32"}, default "float64"
+        dtype of the parameters (the images are float32 either way; with float64 weights
+        they are converted as NumPy's ``np.dot`` does).
+    progress : Progress, optional
+        Receives the step and evaluation events.
+
+    Returns
+    -------
+    TrainResult
+    """
+    if hidden_size < 1:
+        raise ValueError(f"hidden_size must be positive, got {hidden_size}")
+    train_size = data.x_train.shape[0]
+    iters, per_epoch = resolve_iters(train_size, batch_size, iters, epochs)
+    progress = Progress() if progress is None else progress
+
+    np.random.seed(seed)
+    network = make_network(model, backend, data.sample_shape, data.n_classes, hidden_size, dtype)
+    opt = make_optimizer(optimizer, backend, lr)
+    x_train, t_train, x_test, t_test = data.x_train, data.t_train, data.x_test, data.t_test
+    if backend == "bpfast" and hasattr(network, "train_step"):
+        step = network.train_step
+    else:
+        def step(x, t, opt):
+            grads = network.gradient(x, t)
+            opt.update(network.params, grads)
+            return _last_loss(network)
+
+    loss = np.empty(iters)
+    eval_steps, train_acc, test_acc = [], [], []
+    eval_time = 0.0
+
+    def evaluate(i):
+        nonlocal eval_time
+        t0 = time.perf_counter()
+        acc = _accuracy(network, x_train, t_train), _accuracy(network, x_test, t_test)
+        eval_time += time.perf_counter() - t0
+        eval_steps.append(i)
+        train_acc.append(acc[0])
+        test_acc.append(acc[1])
+        progress.evaluated(i / per_epoch, i, *acc)
+
+    progress.start(iters)
+    try:
+        start = time.perf_counter()
+        evaluate(0)
+        choice = np.random.choice
+        for i in range(1, iters + 1):
+            batch_mask = choice(train_size, batch_size)
+            loss[i - 1] = step(x_train[batch_mask], t_train[batch_mask], opt)
+            progress.step(loss[i - 1])
+            if i % per_epoch == 0 or i == iters:
+                evaluate(i)
+        wall_time = time.perf_counter() - start
+    finally:
+        progress.close()
+
+    return TrainResult(
+        model=model, backend=backend, optimizer=optimizer, lr=opt.lr, batch_size=batch_size,
+        iters=iters, iter_per_epoch=per_epoch, seed=seed, dtype=np.dtype(dtype).name,
+        loss=loss, eval_steps=np.array(eval_steps), train_acc=np.array(train_acc),
+        test_acc=np.array(test_acc), wall_time=wall_time, eval_time=eval_time, network=network,
+    )
+
+
+# ------------------------------------------------------------------------------- gradient check
+
+
+@dataclass
+class GradCheckResult:
+    """What :func:`gradient_check_timed` measured.
+
+    Attributes
+    ----------
+    diffs : dict of str to float
+        Mean absolute difference between backprop and numerical gradients, per parameter.
+    numerical_time : float
+        Seconds for one ``numerical_gradient`` call.
+    backprop_time : float
+        Seconds for one ``gradient`` call (median over repeated timings).
+    n_params : int
+        Number of parameters (the numerical gradient costs two losses per parameter).
+    """
+
+    diffs: dict
+    numerical_time: float
+    backprop_time: float
+    n_params: int
+
+    @property
+    def ratio(self):
+        """How many times slower the numerical gradient is."""
+        return self.numerical_time / self.backprop_time
+
+
+class _Timed:
+    """A network proxy that times ``numerical_gradient`` for :func:`bpfast.gradient.gradient_check`."""
+
+    def __init__(self, network):
+        self.network = network
+        self.numerical_time = math.nan
+
+    def numerical_gradient(self, x, t):
+        t0 = time.perf_counter()
+        grads = self.network.numerical_gradient(x, t)
+        self.numerical_time = time.perf_counter() - t0
+        return grads
+
+    def gradient(self, x, t):
+        return self.network.gradient(x, t)
+
+
+def gradient_check_timed(network, x, t, *, file=None, repeat=5):
+    """The book's gradient check (printed), plus one numerical vs one backprop gradient's time.
+
+    Parameters
+    ----------
+    network : object
+        With ``params``, ``numerical_gradient(x, t)`` and ``gradient(x, t)``.
+    x : ndarray of shape (N, D)
+        A small batch (the book's ``gradient_check.py`` takes 3 samples).
+    t : ndarray of shape (N,) or (N, C)
+    file : file-like, optional
+        Where :func:`bpfast.gradient.gradient_check` prints ``key:difference`` lines.
+    repeat : int, default 5
+        The backprop time is the median of ``repeat`` timings, each averaging enough calls
+        to last 0.2 s (one call takes microseconds; a single timing would be noise).
+
+    Returns
+    -------
+    GradCheckResult
+    """
+    import timeit
+
+    from bpfast.gradient import gradient_check
+
+    timed = _Timed(network)
+    diffs = gradient_check(timed, x, t, file=file)
+    timer = timeit.Timer(lambda: network.gradient(x, t))
+    per_call = []
+    for _ in range(repeat):
+        loops, total = timer.autorange()
+        per_call.append(total / loops)
+    n_params = sum(np.size(p) for p in network.params.values())
+    return GradCheckResult({k: float(v) for k, v in diffs.items()}, timed.numerical_time,
+                           float(np.median(per_call)), n_params)
+
+
+def relu_kinks(network, x, h=1e-4):
+    """How many hidden pre-activations of a TwoLayerNet lie within ``h`` of the ReLU kink.
+
+    A central difference that moves such a pre-activation across 0 measures half the slope
+    of the kink instead of the derivative backprop computes, so the gradient check of
+    ``W1``/``b1`` shows a difference of ~1e-6 or more there although backprop is right
+    (the book's notebook shows ``W1:1.8e-06 b1:2.4e-05`` for this reason).
+
+    Parameters
+    ----------
+    network : TwoLayerNet
+        bpfast's or the book's.
+    x : ndarray of shape (N, D)
+        Values in [0, 1] (perturbing a weight by h moves a pre-activation by at most h).
+    h : float, default 1e-4
+        The numerical gradient's step.
+
+    Returns
+    -------
+    int
+    """
+    W1, b1 = network.params["W1"], network.params["b1"]
+    pre = x.reshape(x.shape[0], -1) @ W1 + b1
+    return int(np.count_nonzero(np.abs(pre) < h))
