@@ -235,7 +235,7 @@ def _plot_format(path):
     return fmt
 
 
-def _plot(results, path, fmt):
+def _plot(results, path, fmt, data_name):
     """Loss per step and accuracy per epoch, one line style per backend."""
     # The object-oriented API: no pyplot, so no GUI backend and no global figure state.
     from matplotlib.figure import Figure
@@ -254,7 +254,7 @@ def _plot(results, path, fmt):
                     label=f"test ({r.backend})" if label else "test")
     first = results[0]
     ax_loss.set(xlabel="step", ylabel="loss (batch, before the update)",
-                title=f"{first.model}, {first.optimizer} lr {first.lr:g}, "
+                title=f"{first.model} on {data_name}: {first.optimizer} lr {first.lr:g}, "
                 f"batch {first.batch_size}, {first.dtype}")
     if len(results) > 1:
         ax_loss.legend()
@@ -398,7 +398,7 @@ def _cmd_train(args):
               f"steps")
     if args.plot:
         try:
-            _plot(results, args.plot, fmt)
+            _plot(results, args.plot, fmt, Path(data.name).name or data.name)
         except (OSError, ValueError) as exc:
             raise CommandError(f"--plot {args.plot}: {_error_line(exc)}") from None
         print(f"plot: {args.plot}")

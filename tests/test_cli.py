@@ -167,6 +167,24 @@ def test_threads_setting_is_restored(capsys):
     assert bpfast.set_num_threads(before) == before
 
 
+def test_threads_also_limit_blas_with_threadpoolctl(capsys, monkeypatch):
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    seen = []
+    original = training.train
+
+    def spy(*args, **kwargs):
+        seen.append([i["num_threads"] for i in threadpoolctl.threadpool_info()
+                     if i["user_api"] == "blas"])
+        seen.append(bpfast.get_num_threads())
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(training, "train", spy)
+    status, _, err = run(capsys, "train", "--threads", "1", "--iters", "2", "--quiet")
+    assert status == 0, err
+    blas, kernels = seen
+    assert kernels == 1 and all(n == 1 for n in blas)
+
+
 def test_plot_writes_a_png(capsys, tmp_path):
     png = tmp_path / "curve.png"
     status, out, err = run(capsys, "train", "--plot", str(png), *QUICK)
