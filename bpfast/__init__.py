@@ -34,6 +34,10 @@ from bpfast.layers import (
 )
 from bpfast import gradient, optimizers
 from bpfast.two_layer_net import TwoLayerNet
+from bpfast.multi_layer_net import MultiLayerNet
+from bpfast.multi_layer_net_extend import MultiLayerNetExtend
+from bpfast.simple_convnet import SimpleConvNet
+from bpfast.trainer import Trainer
 
 __version__ = "0.1.0"
 
@@ -45,6 +49,10 @@ __all__ = [
     "Affine",
     "SoftmaxWithLoss",
     "TwoLayerNet",
+    "MultiLayerNet",
+    "MultiLayerNetExtend",
+    "SimpleConvNet",
+    "Trainer",
     "gradient",
     "optimizers",
     "Dropout",

@@ -86,6 +86,9 @@ TARGETS = {
     # class has one, else to gradient + SGD (see _net_level_cases).
     "TwoLayerNet/*/b100 784-50-10/f64": 2.0,
     "TwoLayerNet/*/b1000 784-1000-10/f64": 1.8,
+    # Issue 5, chapters 6-8 networks (see _network_cases).
+    "SimpleConvNet/gradient/b100 1x28x28 30x5x5-100-10/f64": 3.0,
+    "MultiLayerNetExtend/step/b100 784-5x100-10 BN+Dropout/f64": 2.0,
 }
 
 DTYPES = {"f64": np.float64, "f32": np.float32}
@@ -824,6 +827,114 @@ def _tiny(shape):
     return tuple(max(2, s // 64) for s in shape)
 
 
+# --- Chapters 6-8 networks (issue 5): SimpleConvNet, MultiLayerNetExtend -------------------
+# (batch, (C, H, W), filter_num, filter_size, hidden, output); tiny: every path, no meaning.
+CONVNET_SHAPE = (100, (1, 28, 28), 30, 5, 100, 10)
+CONVNET_TINY = (2, (1, 8, 8), 2, 3, 4, 3)
+# (batch, input, hidden layers, output): the book's ch06 batch-norm / dropout experiments.
+MLP_EXTEND_SHAPE = (100, 784, (100,) * 5, 10)
+MLP_EXTEND_TINY = (2, 8, (4,) * 5, 3)
+MLP_EXTEND_LR = 0.01  # the book's Trainer default (optimizer_param={'lr': 0.01})
+
+
+def _convnet_label(shape):
+    batch, (c, h, w), fn, fs, hidden, out = shape
+    return f"b{batch} {c}x{h}x{w} {fn}x{fs}x{fs}-{hidden}-{out}"
+
+
+def _convnet_data(shape):
+    batch, dim, _, _, _, out = shape
+
+    def make(rng):
+        xs = [rng.random((batch, *dim)) for _ in range(N_INPUTS)]
+        ts = [rng.integers(0, out, batch) for _ in range(N_INPUTS)]
+        return {"x": xs, "t": ts, "seed": int(rng.integers(2**31))}
+
+    return make
+
+
+def _convnet_runner(cls, shape):
+    """``gradient`` of a SimpleConvNet (the book's or bpfast's) with the same weights."""
+    _, dim, fn, fs, hidden, out = shape
+
+    def factory(data):
+        np.random.seed(data["seed"])  # the same weight draws for both sides
+        net = cls(input_dim=dim, conv_param={"filter_num": fn, "filter_size": fs, "pad": 0,
+                                             "stride": 1},
+                  hidden_size=hidden, output_size=out)
+        gradient = net.gradient
+        cyc = _cycled(data["x"], data["t"])
+
+        def run(loops):
+            for x, t in itertools.islice(cyc, loops):
+                gradient(x, t)
+
+        return Runner(run)
+
+    return factory
+
+
+def _mlp_extend_label(shape):
+    batch, d, hidden, c = shape
+    return f"b{batch} {d}-{len(hidden)}x{hidden[0]}-{c} BN+Dropout"
+
+
+def _mlp_extend_data(shape):
+    batch, d, _, c = shape
+
+    def make(rng):
+        xs = [rng.random((batch, d)) for _ in range(N_INPUTS)]
+        ts = [rng.integers(0, c, batch) for _ in range(N_INPUTS)]
+        return {"x": xs, "t": ts, "seed": int(rng.integers(2**31))}
+
+    return make
+
+
+def _mlp_extend_runner(cls, sgd_cls, shape):
+    """One training step of MultiLayerNetExtend: ``gradient`` + ``SGD.update`` (as Trainer)."""
+    _, d, hidden, c = shape
+
+    def factory(data):
+        np.random.seed(data["seed"])
+        net = cls(d, list(hidden), c, use_dropout=True, dropout_ration=0.5,
+                  use_batchnorm=True)
+        params = net.params
+        pristine = {k: v.copy() for k, v in params.items()}
+        optimizer = sgd_cls(lr=MLP_EXTEND_LR)
+        cyc = _cycled(data["x"], data["t"])
+
+        def prepare():
+            for key, value in pristine.items():
+                np.copyto(params[key], value)
+
+        def run(loops):
+            for x, t in itertools.islice(cyc, loops):
+                optimizer.update(params, net.gradient(x, t))
+
+        return Runner(run, prepare)
+
+    return factory
+
+
+def _network_cases(tiny):
+    cases = []
+    conv = CONVNET_TINY if tiny else CONVNET_SHAPE
+    case = Case("SimpleConvNet", "gradient", _convnet_label(conv), "f64",
+                make_data=_convnet_data(conv))
+    case.sides = {"reference": _convnet_runner(reference.SimpleConvNet, conv),
+                  "bpfast": _convnet_runner(bpfast.SimpleConvNet, conv)}
+    cases.append(case)
+    mlp = MLP_EXTEND_TINY if tiny else MLP_EXTEND_SHAPE
+    case = Case("MultiLayerNetExtend", "step", _mlp_extend_label(mlp), "f64",
+                make_data=_mlp_extend_data(mlp))
+    case.sides = {"reference": _mlp_extend_runner(reference.MultiLayerNetExtend,
+                                                  reference.SGD, mlp),
+                  "bpfast": _mlp_extend_runner(bpfast.MultiLayerNetExtend,
+                                               bpfast.optimizers.SGD, mlp)}
+    cases.append(case)
+    return cases
+
+
 def build_cases(tiny=False):
     """Every benchmark case of issue 3, in table order.
 
@@ -879,6 +990,7 @@ def build_cases(tiny=False):
             case.sides = {s: _book_net_runner(m) for s, m in impls.items()}
             cases.append(case)
     cases += _net_level_cases(net_shapes)
+    cases += _network_cases(tiny)
     for case in cases:
         if case.target is None:
             case.target = TARGETS.get(case.id)

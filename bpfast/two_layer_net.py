@@ -4,7 +4,8 @@ Same constructor, attributes and methods as the book's class -- ``params`` (``W1
 ``W2``, ``b2``) shared with the layers, ``layers`` (an ``OrderedDict`` ``Affine1``,
 ``Relu1``, ``Affine2`` of :mod:`bpfast.layers`), ``lastLayer``, ``predict``, ``loss``,
 ``accuracy``, ``numerical_gradient``, ``gradient`` -- and the same numbers.  Two additions:
-a keyword-only ``dtype`` (float32 training) and :meth:`TwoLayerNet.train_step`.
+a keyword-only ``dtype`` (float32 training), :meth:`TwoLayerNet.train_step`, and
+``save_params``/``load_params`` (atomic, checked; :class:`bpfast._network.ParamsFile`).
 
 How ``loss`` and ``gradient`` are faster than the book's layer-by-layer code
 -------------------------------------------------------------------------------
@@ -65,6 +66,7 @@ import numpy as np
 from bpfast import reference as _ref
 from bpfast._kernels import optimizers as _kopt
 from bpfast._kernels import two_layer_net as _knet
+from bpfast._network import ParamsFile
 from bpfast._threads import threads_for
 from bpfast._validation import F32, F64, KERNEL_DTYPES, labels_for
 from bpfast.gradient import numerical_gradient
@@ -140,7 +142,7 @@ class _Plan:
                  "t", "labels", "onehot", "n", "d", "h", "c")
 
 
-class TwoLayerNet(_ref.TwoLayerNet):
+class TwoLayerNet(ParamsFile, _ref.TwoLayerNet):
     """The book's two-layer network: Affine -> Relu -> Affine -> SoftmaxWithLoss (5.7).
 
     Parameters

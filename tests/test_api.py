@@ -25,6 +25,9 @@ FUNCTIONS = ["identity_function", "step_function", "sigmoid", "sigmoid_grad", "r
 # test_optimizers.py and test_two_layer_net.py check their APIs in detail).
 TRAINING = ["numerical_gradient", "SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam",
             "TwoLayerNet"]
+# common/multi_layer_net*.py, ch07/simple_convnet.py, common/trainer.py (details in
+# test_multi_layer_net.py, test_simple_convnet.py, test_trainer.py).
+NETWORKS = ["MultiLayerNet", "MultiLayerNetExtend", "SimpleConvNet", "Trainer"]
 
 
 @pytest.mark.parametrize("name", LAYERS)
@@ -81,7 +84,19 @@ def test_all():
     for module in (bpfast, bpfast.layers, bpfast.functions, ref):
         for name in module.__all__:
             assert hasattr(module, name), (module.__name__, name)
-    assert sorted(ref.__all__) == sorted(FUNCTIONS + LAYERS + TRAINING)
+    assert sorted(ref.__all__) == sorted(FUNCTIONS + LAYERS + TRAINING + NETWORKS)
+    assert set(NETWORKS) <= set(bpfast.__all__)
+
+
+@pytest.mark.parametrize("name", NETWORKS)
+def test_networks_and_trainer_have_the_books_signatures(name):
+    cls, book = getattr(bpfast, name), getattr(ref, name)
+    assert cls is not book and issubclass(cls, book)
+    assert inspect.signature(cls) == inspect.signature(book)
+    for method, _ in inspect.getmembers(book, inspect.isfunction):
+        if not method.startswith("_"):
+            assert inspect.signature(getattr(cls, method)) == inspect.signature(
+                getattr(book, method)), method
 
 
 def test_label_error_is_index_and_value_error():

@@ -229,3 +229,62 @@ def test_run_script_is_a_thin_wrapper():
     assert done.stdout.split() == ["Affine/fwd/100x784x50/f64", "Affine/fwd/100x784x50/f32",
                                    "Affine/fwd/1000x1024x1024/f64",
                                    "Affine/fwd/1000x1024x1024/f32"]
+
+
+# --- chapters 6-8 networks (issue 5) --------------------------------------------------------
+NETWORK_IDS = ["SimpleConvNet/gradient/b100 1x28x28 30x5x5-100-10/f64",
+               "MultiLayerNetExtend/step/b100 784-5x100-10 BN+Dropout/f64"]
+
+
+def test_network_rows_exist_with_their_targets_and_filter_names():
+    cases = bench.build_cases()
+    for case_id, target in zip(NETWORK_IDS, (3.0, 2.0)):
+        (case,) = [c for c in cases if c.id == case_id]
+        assert case.target == target == bench.TARGETS[case_id]
+        assert set(case.sides) == {"reference", "bpfast"}
+    assert [c.id for c in bench.select(cases, ["SimpleConvNet"])] == NETWORK_IDS[:1]
+    assert [c.id for c in bench.select(cases, ["MultiLayerNetExtend"])] == NETWORK_IDS[1:]
+
+
+def test_convnet_sides_compute_the_same_gradient():
+    (case,) = [c for c in bench.build_cases(tiny=True) if c.layer == "SimpleConvNet"]
+    data = case.make_data(np.random.default_rng(0))
+    made = {}
+    for side, cls in (("reference", reference.SimpleConvNet), ("bpfast", bpfast.SimpleConvNet)):
+        class Recording(cls):
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, **kwargs)
+                made[side] = self
+
+        runner = bench._convnet_runner(Recording, bench.CONVNET_TINY)(data)
+        runner.prepare()
+        runner.run(1)  # the first batch on both sides
+    for layer in ("Conv1", "Affine1", "Affine2"):
+        for attr in ("dW", "db"):
+            np.testing.assert_allclose(getattr(made["bpfast"].layers[layer], attr),
+                                       getattr(made["reference"].layers[layer], attr),
+                                       rtol=1e-10, atol=1e-14, err_msg=(layer, attr))
+
+
+def test_network_step_updates_the_same_parameters_on_both_sides(monkeypatch):
+    (case,) = [c for c in bench.build_cases(tiny=True) if c.layer == "MultiLayerNetExtend"]
+    data = case.make_data(np.random.default_rng(0))
+    made = {}
+    for side, cls in (("reference", reference.MultiLayerNetExtend),
+                      ("bpfast", bpfast.MultiLayerNetExtend)):
+        class Recording(cls):
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, **kwargs)
+                made[side] = self
+
+        factory = bench._mlp_extend_runner(
+            Recording, reference.SGD if side == "reference" else bpfast.optimizers.SGD,
+            bench.MLP_EXTEND_TINY)
+        runner = factory(data)
+        runner.prepare()
+        np.random.seed(11)  # the same dropout masks on both sides
+        runner.run(3)
+    assert list(made["reference"].params) == list(made["bpfast"].params)
+    for key, value in made["reference"].params.items():
+        np.testing.assert_allclose(made["bpfast"].params[key], value, rtol=1e-10, atol=1e-13,
+                                   err_msg=key)

@@ -3,7 +3,9 @@
 This package transcribes the semantics of *Deep Learning from Scratch* (Koki Saito, O'Reilly
 Japan; code at ``oreilly-japan/deep-learning-from-scratch``, MIT licence), chapter 5 and
 ``common/functions.py`` / ``common/layers.py`` / ``common/gradient.py`` /
-``common/optimizer.py`` / ``ch05/two_layer_net.py``.  It is written from the formulas, not copied.
+``common/optimizer.py`` / ``ch05/two_layer_net.py``, and chapters 6-8:
+``common/util.py``, ``common/multi_layer_net*.py``, ``ch07/simple_convnet.py``,
+``common/trainer.py``.  It is written from the formulas, not copied.
 
 It has three jobs and must stay naive for all of them:
 
@@ -47,6 +49,10 @@ from bpfast.reference.layers import (
 )
 from bpfast.reference.optimizer import SGD, AdaGrad, Adam, Momentum, Nesterov, RMSprop
 from bpfast.reference.two_layer_net import TwoLayerNet
+from bpfast.reference.multi_layer_net import MultiLayerNet
+from bpfast.reference.multi_layer_net_extend import MultiLayerNetExtend
+from bpfast.reference.simple_convnet import SimpleConvNet
+from bpfast.reference.trainer import Trainer
 
 __all__ = [
     "identity_function",
@@ -78,4 +84,8 @@ __all__ = [
     "BatchNormalization",
     "Convolution",
     "Pooling",
+    "MultiLayerNet",
+    "MultiLayerNetExtend",
+    "SimpleConvNet",
+    "Trainer",
 ]
