@@ -19,7 +19,6 @@ with status 130.
 import argparse
 import contextlib
 import os
-import pickle
 import sys
 from pathlib import Path
 
@@ -71,6 +70,27 @@ def _positive_float(text):
     return value
 
 
+def _sizes(text):
+    try:
+        sizes = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        sizes = ()
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected a positive integer or a comma-separated list like 100,100; got {text!r}")
+    return sizes
+
+
+def _ratio(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"expected a ratio in [0, 1), got {text!r}")
+    return value
+
+
 def _lower(text):
     return text.strip().lower()
 
@@ -94,6 +114,7 @@ def build_parser():
 
     # --- train
     models = "; ".join(f"{name}: {spec.help}" for name, spec in MODELS.items())
+    sizes = "; ".join(f"{name} {','.join(map(str, spec.hidden))}" for name, spec in MODELS.items())
     tr = commands.add_parser(
         "train",
         help="train a network on MNIST-like data (the book's ch05/train_neuralnet.py)",
@@ -117,8 +138,16 @@ def build_parser():
     net = tr.add_argument_group("network and optimizer")
     net.add_argument("--model", default="two-layer", type=_lower, choices=list(MODELS),
                      help=f"which network (default two-layer). {models}")
-    net.add_argument("--hidden", type=_positive_int, default=50, metavar="N",
-                     help="hidden layer size (default 50, as in the book)")
+    net.add_argument("--hidden", type=_sizes, metavar="N[,N...]",
+                     help="hidden layer size, or sizes for mlp/mlp-extend (default: "
+                     f"{sizes})")
+    net.add_argument("--weight-decay", type=float, metavar="LAMBDA",
+                     help="L2 weight decay lambda (mlp, mlp-extend; default 0)")
+    net.add_argument("--batchnorm", action="store_true",
+                     help="Batch Normalization after every hidden Affine (mlp-extend)")
+    net.add_argument("--dropout", type=_ratio, metavar="RATIO",
+                     help="Dropout with this ratio after every hidden activation "
+                     "(mlp-extend; the book's non-inverted dropout)")
     net.add_argument("--optimizer", default="sgd", type=_lower, choices=list(OPTIMIZERS),
                      help="update rule, from the book's common/optimizer.py (default sgd)")
     net.add_argument("--lr", type=_positive_float, metavar="RATE",
@@ -136,8 +165,8 @@ def build_parser():
                      help="np.random.seed before building the network: initial weights and "
                      "batches are reproducible (default 0)")
     net.add_argument("--dtype", default="float64", type=_lower, choices=["float64", "float32"],
-                     help="dtype of the weights (default float64, as in the book; float32 is "
-                     "faster)")
+                     help="dtype of the weights (default float64, as in the book; float32, "
+                     "faster, for two-layer only)")
     run = tr.add_argument_group("how to run")
     run.add_argument("--backend", default="bpfast", type=_lower, choices=list(BACKENDS),
                      help="bpfast (compiled, default) or reference (the book's pure-NumPy "
@@ -324,12 +353,14 @@ def _threads(n):
 
 
 def _save_params(network, path):
-    params = {key: np.asarray(value) for key, value in network.params.items()}
     if str(path).lower().endswith(".npz"):
-        np.savez(path, **params)
+        np.savez(path, **{key: np.asarray(value) for key, value in network.params.items()})
     else:
-        with open(path, "wb") as f:
-            pickle.dump(params, f)
+        # The book's format (a pickled dict), written atomically; any network's
+        # load_params(path) reads it back.
+        from bpfast._network import ParamsFile
+
+        ParamsFile.save_params(network, path)
 
 
 def _summary(r):
@@ -354,6 +385,19 @@ def _cmd_train(args):
     if args.dtype not in spec.dtypes:
         raise CommandError(f"--model {args.model} trains in {' or '.join(spec.dtypes)}, not "
                            f"{args.dtype}", EXIT_USAGE)
+    hidden = spec.hidden if args.hidden is None else args.hidden
+    if spec.max_hidden_layers is not None and len(hidden) > spec.max_hidden_layers:
+        raise CommandError(f"--hidden: --model {args.model} has one hidden layer, got "
+                           f"{len(hidden)} sizes", EXIT_USAGE)
+    options = {"weight_decay": args.weight_decay, "batchnorm": args.batchnorm or None,
+               "dropout": args.dropout}
+    options = {name: value for name, value in options.items() if value is not None}
+    for name in options:
+        if name not in spec.options:
+            flag = "--" + name.replace("_", "-")
+            users = [m for m, sp in MODELS.items() if name in sp.options]
+            raise CommandError(f"{flag} applies to --model {' or '.join(users)}, not "
+                               f"{args.model}", EXIT_USAGE)
 
     try:
         data = load_data(args.data, flatten=spec.flatten)
@@ -369,19 +413,23 @@ def _cmd_train(args):
     print(f"data: {data.name}: {n_train:,} training and {data.x_test.shape[0]:,} test images "
           f"of {shape}, {data.n_classes} classes")
     lr = default_lr(args.optimizer) if args.lr is None else args.lr
-    print(f"model: {args.model} (hidden {args.hidden}), {args.optimizer} lr {lr:g}, batch "
+    extras = "".join(f", {name.replace('_', ' ')} {value}" if value is not True else f", {name}"
+                     for name, value in options.items())
+    print(f"model: {args.model} (hidden {','.join(map(str, hidden))}{extras}), "
+          f"{args.optimizer} lr {lr:g}, batch "
           f"{args.batch_size}, {args.dtype}, seed {args.seed}; {iters:,} steps = "
-          f"{iters / per_epoch:g} epochs of {per_epoch:,} steps")
+          f"{iters / per_epoch:g} epoch{'' if iters == per_epoch else 's'} of {per_epoch:,} "
+          "steps")
     results = []
     with _threads(args.threads):
         for backend in backends:
             label = backend if args.compare else ""
             progress = Progress() if args.quiet else _Bar(label)
             result = train(
-                data, model=args.model, backend=backend, hidden_size=args.hidden,
+                data, model=args.model, backend=backend, hidden=hidden,
                 batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
                 iters=args.iters, epochs=args.epochs, seed=args.seed, dtype=args.dtype,
-                progress=progress,
+                model_options=options, progress=progress,
             )
             print(f"{backend}: final train acc {result.train_acc[-1]:.4f}  test acc "
                   f"{result.test_acc[-1]:.4f}")

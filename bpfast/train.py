@@ -160,25 +160,34 @@ class ModelSpec:
     Attributes
     ----------
     build : callable
-        ``build(backend, sample_shape, n_classes, hidden_size, dtype)`` -> network with
-        ``params``, ``gradient``, ``accuracy`` and (bpfast backend, optionally)
-        ``train_step``.
+        ``build(backend, sample_shape, n_classes, hidden, dtype, **options)`` -> a network
+        with ``params``, ``gradient``, ``accuracy`` (and, optionally, ``train_step``);
+        ``hidden`` is a tuple of layer sizes.
+    hidden : tuple of int
+        Default hidden layer sizes.
+    max_hidden_layers : int or None
+        How many sizes ``hidden`` may have (None: any number).
     flatten : bool
         Whether the network takes flattened images (rows of D values) or ``(1, H, W)``.
     dtypes : tuple of str
         The dtypes it can be trained in.
+    options : tuple of str
+        The keyword options ``build`` accepts (e.g. ``weight_decay``).
     help : str
         One line for ``--help``.
     """
 
     build: Callable
+    hidden: tuple
+    max_hidden_layers: int | None = 1
     flatten: bool = True
-    dtypes: tuple = ("float64", "float32")
+    dtypes: tuple = ("float64",)
+    options: tuple = ()
     help: str = ""
 
 
 def _with_dtype(net, dtype):
-    """Give a book network parameters of ``dtype``, re-bound in ``params`` and the layers.
+    """Give a book TwoLayerNet parameters of ``dtype``, re-bound in ``params`` and the layers.
 
     The book's constructors always make float64 weights; the arrays are converted (the
     float64 draws rounded, as ``bpfast.TwoLayerNet(dtype=float32)`` does) and the layers are
@@ -193,25 +202,69 @@ def _with_dtype(net, dtype):
     return net
 
 
-def _two_layer(backend, sample_shape, n_classes, hidden_size, dtype):
+def _classes(backend):
+    """The module holding the network classes of a backend."""
+    if backend == "bpfast":
+        import bpfast
+
+        return bpfast
+    return _ref
+
+
+def _two_layer(backend, sample_shape, n_classes, hidden, dtype):
+    (hidden_size,) = hidden
     input_size = math.prod(sample_shape)
     if backend == "bpfast":
-        from bpfast.two_layer_net import TwoLayerNet
-
-        return TwoLayerNet(input_size, hidden_size, n_classes, dtype=dtype)
+        return _classes(backend).TwoLayerNet(input_size, hidden_size, n_classes, dtype=dtype)
     return _with_dtype(_ref.TwoLayerNet(input_size, hidden_size, n_classes), dtype)
+
+
+def _mlp(backend, sample_shape, n_classes, hidden, dtype, weight_decay=0):
+    return _classes(backend).MultiLayerNet(math.prod(sample_shape), list(hidden), n_classes,
+                                           weight_decay_lambda=weight_decay)
+
+
+def _mlp_extend(backend, sample_shape, n_classes, hidden, dtype, weight_decay=0,
+                batchnorm=False, dropout=None):
+    return _classes(backend).MultiLayerNetExtend(
+        math.prod(sample_shape), list(hidden), n_classes, weight_decay_lambda=weight_decay,
+        use_dropout=dropout is not None, dropout_ration=0.5 if dropout is None else dropout,
+        use_batchnorm=batchnorm)
+
+
+def _convnet(backend, sample_shape, n_classes, hidden, dtype):
+    (hidden_size,) = hidden
+    return _classes(backend).SimpleConvNet(input_dim=tuple(sample_shape), hidden_size=hidden_size,
+                                           output_size=n_classes)
 
 
 #: ``--model`` name -> :class:`ModelSpec`.  A new network is one entry here.
 MODELS = {
     "two-layer": ModelSpec(
-        _two_layer,
-        help="the book's ch05 TwoLayerNet: Affine -> Relu -> Affine -> SoftmaxWithLoss",
+        _two_layer, hidden=(50,), dtypes=("float64", "float32"),
+        help="the book's ch05 TwoLayerNet: Affine, Relu, Affine, SoftmaxWithLoss (hidden 50)",
+    ),
+    "mlp": ModelSpec(
+        _mlp, hidden=(100, 100, 100, 100), max_hidden_layers=None, options=("weight_decay",),
+        help="MultiLayerNet (common/multi_layer_net.py): Affine+Relu per hidden layer "
+        "(default 100,100,100,100 as in ch06/optimizer_compare_mnist.py), He init",
+    ),
+    "mlp-extend": ModelSpec(
+        _mlp_extend, hidden=(100, 100, 100, 100), max_hidden_layers=None,
+        options=("weight_decay", "batchnorm", "dropout"),
+        help="MultiLayerNetExtend (common/multi_layer_net_extend.py): MultiLayerNet with "
+        "optional --batchnorm and --dropout",
+    ),
+    "convnet": ModelSpec(
+        _convnet, hidden=(100,), flatten=False,
+        help="SimpleConvNet (ch07/simple_convnet.py): Conv 30 5x5, Relu, Pool 2x2, Affine "
+        "(hidden 100), Relu, Affine",
     ),
 }
 
 
-def make_network(model, backend, sample_shape, n_classes, hidden_size=50, dtype=np.float64):
+def make_network(model, backend, sample_shape, n_classes, hidden=None, dtype=np.float64,
+                 **options):
     """Build a network of the :data:`MODELS` table (draws from NumPy's global RNG).
 
     Parameters
@@ -221,14 +274,23 @@ def make_network(model, backend, sample_shape, n_classes, hidden_size=50, dtype=
     backend : {"bpfast", "reference"}
         bpfast's compiled classes or the book's pure-NumPy ones.
     sample_shape : tuple of int
-        Shape of one input sample.
+        Shape of one input sample: ``(D,)``, or ``(C, H, W)`` for ``convnet``.
     n_classes : int
-    hidden_size : int, default 50
+    hidden : int or sequence of int, optional
+        Hidden layer size(s); default the model's (:attr:`ModelSpec.hidden`).
     dtype : {numpy.float64, numpy.float32}
+    **options
+        Model options (:attr:`ModelSpec.options`): ``weight_decay``, ``batchnorm``,
+        ``dropout`` (a ratio, or None for no dropout).
 
     Returns
     -------
     network
+
+    Raises
+    ------
+    ValueError
+        Unknown model or backend, an option or dtype the model does not take, bad sizes.
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
@@ -236,9 +298,22 @@ def make_network(model, backend, sample_shape, n_classes, hidden_size=50, dtype=
     if spec is None:
         raise ValueError(f"unknown model {model!r}; known: {', '.join(MODELS)}")
     if np.dtype(dtype).name not in spec.dtypes:
-        raise ValueError(f"model {model!r} trains in {' or '.join(spec.dtypes)}, not "
+        raise ValueError(f"model {model} trains in {' or '.join(spec.dtypes)}, not "
                          f"{np.dtype(dtype).name}")
-    return spec.build(backend, tuple(sample_shape), n_classes, hidden_size, np.dtype(dtype))
+    unknown = [name for name in options if name not in spec.options]
+    if unknown:
+        raise ValueError(f"model {model} takes no option {', '.join(unknown)}")
+    hidden = spec.hidden if hidden is None else (
+        (hidden,) if isinstance(hidden, int) else tuple(hidden))
+    if not hidden or any(int(h) != h or h < 1 for h in hidden):
+        raise ValueError(f"hidden layer sizes must be positive integers, got {hidden}")
+    if spec.max_hidden_layers is not None and len(hidden) > spec.max_hidden_layers:
+        raise ValueError(f"model {model} has one hidden layer size, got {len(hidden)}")
+    if not spec.flatten and len(sample_shape) != 3:
+        raise ValueError(f"model {model} needs images of shape (channels, height, width), "
+                         f"got samples of shape {tuple(sample_shape)}")
+    return spec.build(backend, tuple(sample_shape), n_classes, hidden, np.dtype(dtype),
+                      **options)
 
 
 def default_lr(optimizer):
@@ -404,9 +479,9 @@ def _last_loss(network):
     return last.loss
 
 
-def train(data, *, model="two-layer", backend="bpfast", hidden_size=50, batch_size=100,
+def train(data, *, model="two-layer", backend="bpfast", hidden=None, batch_size=100,
           optimizer="sgd", lr=None, iters=None, epochs=None, seed=0, dtype="float64",
-          progress=None):
+          model_options=None, progress=None):
     """Train a network of :data:`MODELS` like the book's ``ch05/train_neuralnet.py``.
 
     Parameters
@@ -417,7 +492,8 @@ def train(data, *, model="two-layer", backend="bpfast", hidden_size=50, batch_si
         A key of :data:`MODELS`.
     backend : {"bpfast", "reference"}, default "bpfast"
         bpfast's compiled classes, or the book's pure-NumPy code (:mod:`bpfast.reference`).
-    hidden_size : int, default 50
+    hidden : int or sequence of int, optional
+        Hidden layer size(s); default the model's (50 for the two-layer network).
     batch_size : int, default 100
     optimizer : str, default "sgd"
         A key of :data:`OPTIMIZERS`.
@@ -432,6 +508,8 @@ def train(data, *, model="two-layer", backend="bpfast", hidden_size=50, batch_si
     dtype : {"float64", "float32"}, default "float64"
         dtype of the parameters (the images are float32 either way; with float64 weights
         they are converted as NumPy's ``np.dot`` does).
+    model_options : dict, optional
+        Options of the model's constructor (see :func:`make_network`).
     progress : Progress, optional
         Receives the step and evaluation events.
 
@@ -439,14 +517,13 @@ def train(data, *, model="two-layer", backend="bpfast", hidden_size=50, batch_si
     -------
     TrainResult
     """
-    if hidden_size < 1:
-        raise ValueError(f"hidden_size must be positive, got {hidden_size}")
     train_size = data.x_train.shape[0]
     iters, per_epoch = resolve_iters(train_size, batch_size, iters, epochs)
     progress = Progress() if progress is None else progress
 
     np.random.seed(seed)
-    network = make_network(model, backend, data.sample_shape, data.n_classes, hidden_size, dtype)
+    network = make_network(model, backend, data.sample_shape, data.n_classes, hidden, dtype,
+                           **(model_options or {}))
     opt = make_optimizer(optimizer, backend, lr)
     x_train, t_train, x_test, t_test = data.x_train, data.t_train, data.x_test, data.t_test
     if backend == "bpfast" and hasattr(network, "train_step"):

@@ -109,6 +109,68 @@ def test_backends_give_the_same_loss_history(embedded, optimizer):
     assert not np.allclose(other.loss, fast.loss)
 
 
+@pytest.fixture(scope="module")
+def small(embedded):
+    """200 training and 100 test digits: enough for a few steps of the bigger networks."""
+    return training.Dataset("small", embedded.x_train[:200], embedded.t_train[:200],
+                            embedded.x_test[:100], embedded.t_test[:100])
+
+
+@pytest.fixture(scope="module")
+def small_images(small):
+    """The same digits as (1, 28, 28) images, for the convolutional network."""
+    return training.Dataset("small", small.x_train.reshape(-1, 1, 28, 28), small.t_train,
+                            small.x_test.reshape(-1, 1, 28, 28), small.t_test)
+
+
+@pytest.mark.parametrize("model, options, cls", [
+    ("mlp", {}, "MultiLayerNet"),
+    ("mlp", {"weight_decay": 0.1}, "MultiLayerNet"),
+    ("mlp-extend", {"batchnorm": True, "dropout": 0.3}, "MultiLayerNetExtend"),
+    ("convnet", {}, "SimpleConvNet"),
+])
+def test_other_models_match_the_book_from_the_same_seed(small, small_images, model, options,
+                                                         cls):
+    # Dropout draws its masks from the global RNG between the batch draws: the histories
+    # can only agree if both backends draw the same numbers in the same order.
+    data = small_images if model == "convnet" else small
+    kw = dict(model=model, hidden=(20, 10) if model.startswith("mlp") else 10, iters=12,
+              batch_size=10, seed=4, model_options=options, optimizer="momentum")
+    fast = training.train(data, backend="bpfast", **kw)
+    ref = training.train(data, backend="reference", **kw)
+    assert type(fast.network) is getattr(bpfast, cls)
+    assert type(ref.network) is getattr(reference, cls)
+    np.testing.assert_allclose(fast.loss, ref.loss, rtol=1e-10, atol=0)
+    np.testing.assert_array_equal(fast.test_acc, ref.test_acc)
+    assert fast.loss[-3:].mean() < fast.loss[:3].mean()
+
+
+def test_model_options_reach_the_network(small):
+    r = training.train(small, model="mlp-extend", hidden=[7, 6, 5], iters=2, batch_size=4,
+                       model_options={"batchnorm": True, "dropout": 0.25, "weight_decay": 0.5})
+    net = r.network
+    assert [net.params[f"W{i}"].shape[1] for i in (1, 2, 3)] == [7, 6, 5]
+    assert net.use_batchnorm and net.use_dropout and net.weight_decay_lambda == 0.5
+    assert net.layers["Dropout1"].dropout_ratio == 0.25
+    with pytest.raises(ValueError, match="takes no option batchnorm"):
+        training.make_network("mlp", "bpfast", (784,), 10, batchnorm=True)
+    with pytest.raises(ValueError, match="one hidden layer size"):
+        training.make_network("two-layer", "bpfast", (784,), 10, [5, 5])
+    with pytest.raises(ValueError, match="channels, height, width"):
+        training.make_network("convnet", "bpfast", (784,), 10)
+    with pytest.raises(ValueError, match="float64, not float32"):
+        training.make_network("convnet", "bpfast", (1, 28, 28), 10, dtype="float32")
+
+
+def test_convnet_from_the_command_line(capsys, tmp_path):
+    directory = TinyDataset(n_train=12, n_test=6).write(tmp_path / "tiny")
+    status, out, err = run(capsys, "train", "--model", "convnet", "--data", str(directory),
+                           "--iters", "3", "--batch-size", "4", "--hidden", "8", "--quiet")
+    assert status == 0, err
+    assert "12 training and 6 test images of 1x28x28" in out
+    assert "model: convnet (hidden 8)" in out
+
+
 def test_float32_training_on_both_backends(embedded):
     fast = training.train(embedded, iters=40, dtype="float32", seed=1)
     ref = training.train(embedded, backend="reference", iters=40, dtype="float32", seed=1)
@@ -218,6 +280,9 @@ def test_save_params(capsys, tmp_path):
     for key in from_npz:  # same seed, same run, same weights
         np.testing.assert_array_equal(from_pickle[key], from_npz[key])
     assert np.any(from_npz["b1"] != 0)  # trained, not the initial zeros
+    net = bpfast.TwoLayerNet(784, 7, 10)
+    net.load_params(pkl)  # the book's format, checked by load_params
+    np.testing.assert_array_equal(net.params["W2"], from_npz["W2"])
 
 
 def test_data_directory_with_tiny_idx_files(capsys, tmp_path):
@@ -246,6 +311,13 @@ def test_data_directory_with_tiny_idx_files(capsys, tmp_path):
         (["train", "--no-such-option"], "unrecognized arguments: --no-such-option"),
         (["fly"], "invalid choice: 'fly'"),
         (["gradcheck", "--batch", "0"], "--batch: expected a positive integer"),
+        (["train", "--hidden", "10,0"], "--hidden: expected a positive integer or a comma"),
+        (["train", "--hidden", "10,10"], "--model two-layer has one hidden layer, got 2"),
+        (["train", "--model", "mlp", "--dtype", "float32"], "trains in float64, not float32"),
+        (["train", "--batchnorm"], "--batchnorm applies to --model mlp-extend, not two-layer"),
+        (["train", "--model", "mlp", "--dropout", "0.5"], "--dropout applies to --model mlp-ext"),
+        (["train", "--model", "mlp-extend", "--dropout", "1"], "expected a ratio in [0, 1)"),
+        (["train", "--model", "resnet"], "invalid choice: 'resnet'"),
     ],
 )
 def test_bad_arguments_give_one_line(capsys, argv, needle):
