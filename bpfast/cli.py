@@ -118,9 +118,9 @@ def build_parser():
     tr = commands.add_parser(
         "train",
         help="train a network on MNIST-like data (the book's ch05/train_neuralnet.py)",
-        description="Train the book's TwoLayerNet (chapter 5) with mini-batch SGD, like "
-        "ch05/train_neuralnet.py: random batches of --batch-size images, backpropagation, "
-        "an optimizer step. Prints train/test accuracy after every epoch (one epoch = "
+        description="Train one of the book's networks (by default chapter 5's TwoLayerNet) "
+        "with mini-batch SGD, like ch05/train_neuralnet.py: random batches of --batch-size "
+        "images, backpropagation, an optimizer step. Prints train/test accuracy after every epoch (one epoch = "
         "ceil(training images / batch size) steps), then the wall time and steps per second. "
         "By default it uses the 5,000 MNIST digits shipped with bpfast (4,000 train / 1,000 "
         "test), so it needs no download.",
@@ -184,8 +184,9 @@ def build_parser():
                      help="save loss and accuracy curves to this image (needs matplotlib: "
                      "pip install \"bpfast[plot]\"); the format follows the extension")
     out.add_argument("--save-params", metavar="FILE",
-                     help="save the trained parameters: FILE.npz with numpy.savez, any other "
-                     "name as a pickled dict (the format of the book's save_params)")
+                     help="save the trained parameters (bpfast's, with --compare): FILE.npz "
+                     "with numpy.savez, any other name as a pickled dict, the format of the "
+                     "book's save_params (load it with network.load_params(FILE))")
     out.add_argument("--quiet", action="store_true",
                      help="no progress bar and no per-epoch lines, only the summary")
 
@@ -373,7 +374,8 @@ def _summary(r):
 
 def _cmd_train(args):
     from bpfast import datasets
-    from bpfast.train import MODELS, Progress, default_lr, load_data, resolve_iters, train
+    from bpfast.train import (Progress, default_lr, load_data, resolve_iters, resolve_model,
+                              train)
 
     fmt = None
     if args.plot:
@@ -381,29 +383,16 @@ def _cmd_train(args):
         _check_writable(args.plot, "--plot")
     if args.save_params:
         _check_writable(args.save_params, "--save-params")
-    spec = MODELS[args.model]
-    if args.dtype not in spec.dtypes:
-        raise CommandError(f"--model {args.model} trains in {' or '.join(spec.dtypes)}, not "
-                           f"{args.dtype}", EXIT_USAGE)
-    hidden = spec.hidden if args.hidden is None else args.hidden
-    if spec.max_hidden_layers is not None and len(hidden) > spec.max_hidden_layers:
-        raise CommandError(f"--hidden: --model {args.model} has one hidden layer, got "
-                           f"{len(hidden)} sizes", EXIT_USAGE)
     options = {"weight_decay": args.weight_decay, "batchnorm": args.batchnorm or None,
                "dropout": args.dropout}
     options = {name: value for name, value in options.items() if value is not None}
-    for name in options:
-        if name not in spec.options:
-            flag = "--" + name.replace("_", "-")
-            users = [m for m, sp in MODELS.items() if name in sp.options]
-            raise CommandError(f"{flag} applies to --model {' or '.join(users)}, not "
-                               f"{args.model}", EXIT_USAGE)
-
+    try:
+        spec, hidden = resolve_model(args.model, args.hidden, args.dtype, options)
+    except ValueError as exc:
+        raise CommandError(str(exc), EXIT_USAGE) from None
     try:
         data = load_data(args.data, flatten=spec.flatten)
-    except datasets.DatasetNotFoundError as exc:
-        raise CommandError(f"--data {args.data}: {_error_line(exc)}") from None
-    except (ValueError, OSError) as exc:
+    except (datasets.DatasetNotFoundError, ValueError, OSError) as exc:
         raise CommandError(f"--data {args.data}: {_error_line(exc)}") from None
 
     backends = ["bpfast", "reference"] if args.compare else [args.backend]

@@ -61,6 +61,7 @@ __all__ = [
     "default_lr",
     "gradient_check_timed",
     "relu_kinks",
+    "resolve_model",
     "load_data",
     "make_network",
     "make_optimizer",
@@ -263,6 +264,50 @@ MODELS = {
 }
 
 
+def resolve_model(model, hidden=None, dtype=np.float64, options=None):
+    """Check a model's settings before anything is loaded or built.
+
+    Parameters
+    ----------
+    model : str
+        A key of :data:`MODELS`.
+    hidden : int or sequence of int, optional
+        Hidden layer size(s); default the model's.
+    dtype : str or numpy.dtype
+    options : dict, optional
+        Model options (``weight_decay``, ``batchnorm``, ``dropout``).
+
+    Returns
+    -------
+    spec : ModelSpec
+    hidden : tuple of int
+        The sizes to build with.
+
+    Raises
+    ------
+    ValueError
+        An unknown model, a dtype or option it does not take, or bad sizes.
+    """
+    spec = MODELS.get(model)
+    if spec is None:
+        raise ValueError(f"unknown model {model!r}; known: {', '.join(MODELS)}")
+    if np.dtype(dtype).name not in spec.dtypes:
+        raise ValueError(f"model {model} trains in {' or '.join(spec.dtypes)}, not "
+                         f"{np.dtype(dtype).name}")
+    for name in options or {}:
+        if name not in spec.options:
+            users = [m for m, other in MODELS.items() if name in other.options]
+            raise ValueError(f"model {model} takes no option {name}"
+                             + (f" (model {' or '.join(users)} does)" if users else ""))
+    hidden = spec.hidden if hidden is None else (
+        (hidden,) if isinstance(hidden, int) else tuple(hidden))
+    if not hidden or any(int(h) != h or h < 1 for h in hidden):
+        raise ValueError(f"hidden layer sizes must be positive integers, got {hidden}")
+    if spec.max_hidden_layers is not None and len(hidden) > spec.max_hidden_layers:
+        raise ValueError(f"model {model} has one hidden layer size, got {len(hidden)}")
+    return spec, hidden
+
+
 def make_network(model, backend, sample_shape, n_classes, hidden=None, dtype=np.float64,
                  **options):
     """Build a network of the :data:`MODELS` table (draws from NumPy's global RNG).
@@ -294,21 +339,7 @@ def make_network(model, backend, sample_shape, n_classes, hidden=None, dtype=np.
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
-    spec = MODELS.get(model)
-    if spec is None:
-        raise ValueError(f"unknown model {model!r}; known: {', '.join(MODELS)}")
-    if np.dtype(dtype).name not in spec.dtypes:
-        raise ValueError(f"model {model} trains in {' or '.join(spec.dtypes)}, not "
-                         f"{np.dtype(dtype).name}")
-    unknown = [name for name in options if name not in spec.options]
-    if unknown:
-        raise ValueError(f"model {model} takes no option {', '.join(unknown)}")
-    hidden = spec.hidden if hidden is None else (
-        (hidden,) if isinstance(hidden, int) else tuple(hidden))
-    if not hidden or any(int(h) != h or h < 1 for h in hidden):
-        raise ValueError(f"hidden layer sizes must be positive integers, got {hidden}")
-    if spec.max_hidden_layers is not None and len(hidden) > spec.max_hidden_layers:
-        raise ValueError(f"model {model} has one hidden layer size, got {len(hidden)}")
+    spec, hidden = resolve_model(model, hidden, dtype, options)
     if not spec.flatten and len(sample_shape) != 3:
         raise ValueError(f"model {model} needs images of shape (channels, height, width), "
                          f"got samples of shape {tuple(sample_shape)}")

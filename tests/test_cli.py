@@ -152,7 +152,7 @@ def test_model_options_reach_the_network(small):
     assert [net.params[f"W{i}"].shape[1] for i in (1, 2, 3)] == [7, 6, 5]
     assert net.use_batchnorm and net.use_dropout and net.weight_decay_lambda == 0.5
     assert net.layers["Dropout1"].dropout_ratio == 0.25
-    with pytest.raises(ValueError, match="takes no option batchnorm"):
+    with pytest.raises(ValueError, match="mlp takes no option batchnorm"):
         training.make_network("mlp", "bpfast", (784,), 10, batchnorm=True)
     with pytest.raises(ValueError, match="one hidden layer size"):
         training.make_network("two-layer", "bpfast", (784,), 10, [5, 5])
@@ -312,10 +312,10 @@ def test_data_directory_with_tiny_idx_files(capsys, tmp_path):
         (["fly"], "invalid choice: 'fly'"),
         (["gradcheck", "--batch", "0"], "--batch: expected a positive integer"),
         (["train", "--hidden", "10,0"], "--hidden: expected a positive integer or a comma"),
-        (["train", "--hidden", "10,10"], "--model two-layer has one hidden layer, got 2"),
+        (["train", "--hidden", "10,10"], "model two-layer has one hidden layer size, got 2"),
         (["train", "--model", "mlp", "--dtype", "float32"], "trains in float64, not float32"),
-        (["train", "--batchnorm"], "--batchnorm applies to --model mlp-extend, not two-layer"),
-        (["train", "--model", "mlp", "--dropout", "0.5"], "--dropout applies to --model mlp-ext"),
+        (["train", "--batchnorm"], "model two-layer takes no option batchnorm (model mlp-extend does)"),
+        (["train", "--model", "mlp", "--dropout", "0.5"], "model mlp takes no option dropout"),
         (["train", "--model", "mlp-extend", "--dropout", "1"], "expected a ratio in [0, 1)"),
         (["train", "--model", "resnet"], "invalid choice: 'resnet'"),
     ],
