@@ -172,8 +172,9 @@ def build_parser():
                      help="bpfast (compiled, default) or reference (the book's pure-NumPy "
                      "classes)")
     run.add_argument("--compare", action="store_true",
-                     help="run both backends from the same seed on the same batches and "
-                     "print both times, the speedup and the final accuracies")
+                     help="train on both backends from the same seed, on the same batches, "
+                     "taking turns of 20 steps (so both see the same machine load), and print "
+                     "both times, the speedup and the final accuracies")
     run.add_argument("--threads", type=_positive_int, metavar="N",
                      help="threads of bpfast's compiled kernels (default: OMP_NUM_THREADS or "
                      "the number of CPUs), and of NumPy's BLAS if threadpoolctl is installed "
@@ -300,8 +301,9 @@ class _Bar:
     # Refresh the loss shown in the bar every this many steps (formatting costs a few us).
     _POSTFIX_EVERY = 20
 
-    def __init__(self, label):
+    def __init__(self, label, position):
         self.label = label
+        self.position = position  # --compare draws one bar per backend, one above the other
         self.bar = None
         self.count = 0
 
@@ -310,7 +312,7 @@ class _Bar:
 
         # disable=None: no bar when stderr is not a terminal (pipes, logs, tests).
         self.bar = tqdm(total=total_steps, desc=self.label or None, unit="step", disable=None,
-                        leave=False, dynamic_ncols=True)
+                        leave=False, dynamic_ncols=True, position=self.position)
 
     def step(self, loss):
         self.count += 1
@@ -325,6 +327,7 @@ class _Bar:
         tqdm.write(f"{prefix}epoch {epoch:>6.6g}  "
                    f"step {step:>6d}  train acc {train_acc:.4f}  test acc {test_acc:.4f}",
                    file=sys.stdout)
+        sys.stdout.flush()  # one line per epoch also through a pipe (`| tee log`)
 
     def close(self):
         if self.bar is not None:
@@ -374,8 +377,8 @@ def _summary(r):
 
 def _cmd_train(args):
     from bpfast import datasets
-    from bpfast.train import (Progress, default_lr, load_data, resolve_iters, resolve_model,
-                              train)
+    from bpfast.train import (BACKENDS, Progress, compare, default_lr, load_data,
+                              resolve_iters, resolve_model, train)
 
     fmt = None
     if args.plot:
@@ -395,7 +398,6 @@ def _cmd_train(args):
     except (datasets.DatasetNotFoundError, ValueError, OSError) as exc:
         raise CommandError(f"--data {args.data}: {_error_line(exc)}") from None
 
-    backends = ["bpfast", "reference"] if args.compare else [args.backend]
     n_train = data.x_train.shape[0]
     iters, per_epoch = resolve_iters(n_train, args.batch_size, args.iters, args.epochs)
     shape = "x".join(map(str, data.sample_shape))
@@ -409,21 +411,21 @@ def _cmd_train(args):
           f"{args.batch_size}, {args.dtype}, seed {args.seed}; {iters:,} steps = "
           f"{iters / per_epoch:g} epoch{'' if iters == per_epoch else 's'} of {per_epoch:,} "
           "steps")
-    results = []
+    settings = dict(model=args.model, hidden=hidden, batch_size=args.batch_size,
+                    optimizer=args.optimizer, lr=args.lr, iters=args.iters, epochs=args.epochs,
+                    seed=args.seed, dtype=args.dtype, model_options=options)
     with _threads(args.threads):
-        for backend in backends:
-            label = backend if args.compare else ""
-            progress = Progress() if args.quiet else _Bar(label)
-            result = train(
-                data, model=args.model, backend=backend, hidden=hidden,
-                batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
-                iters=args.iters, epochs=args.epochs, seed=args.seed, dtype=args.dtype,
-                model_options=options, progress=progress,
-            )
-            print(f"{backend}: final train acc {result.train_acc[-1]:.4f}  test acc "
-                  f"{result.test_acc[-1]:.4f}")
-            print(f"{backend}: {_summary(result)}")
-            results.append(result)
+        if args.compare:
+            bars = {backend: position for position, backend in enumerate(BACKENDS)}
+            results = compare(data, backends=BACKENDS, **settings, progress_for=lambda b: (
+                Progress() if args.quiet else _Bar(b, bars[b])))
+        else:
+            results = [train(data, backend=args.backend, **settings,
+                             progress=Progress() if args.quiet else _Bar("", 0))]
+    for result in results:
+        print(f"{result.backend}: final train acc {result.train_acc[-1]:.4f}  test acc "
+              f"{result.test_acc[-1]:.4f}")
+        print(f"{result.backend}: {_summary(result)}")
 
     if args.compare:
         fast, ref = results

@@ -145,6 +145,24 @@ def test_other_models_match_the_book_from_the_same_seed(small, small_images, mod
     assert fast.loss[-3:].mean() < fast.loss[:3].mean()
 
 
+@pytest.mark.parametrize("model, options", [("two-layer", {}),
+                                            ("mlp-extend", {"dropout": 0.4})])
+def test_compare_interleaves_without_changing_any_number(small, model, options):
+    # Turns of 7 steps with 20 steps per epoch: turns and evaluations cross each other.
+    kw = dict(model=model, iters=45, batch_size=10, seed=11, model_options=options,
+              hidden=(9, 8) if model == "mlp-extend" else 9)
+    alone = [training.train(small, backend=b, **kw) for b in training.BACKENDS]
+    together = training.compare(small, chunk=7, **kw)
+    assert [r.backend for r in together] == list(training.BACKENDS)
+    for a, t in zip(alone, together):
+        np.testing.assert_array_equal(t.loss, a.loss)
+        np.testing.assert_array_equal(t.eval_steps, a.eval_steps)
+        np.testing.assert_array_equal(t.test_acc, a.test_acc)
+        assert t.wall_time >= t.eval_time > 0
+        assert t.network is not a.network
+    assert together[0].network is not together[1].network
+
+
 def test_model_options_reach_the_network(small):
     r = training.train(small, model="mlp-extend", hidden=[7, 6, 5], iters=2, batch_size=4,
                        model_options={"batchnorm": True, "dropout": 0.25, "weight_decay": 0.5})
@@ -385,8 +403,10 @@ def test_ctrl_c_exits_130(capsys, monkeypatch):
 
 @pytest.mark.skipif(not hasattr(signal, "SIGINT") or os.name != "posix", reason="POSIX signals")
 def test_sigint_during_training_exits_130_without_traceback():
+    # No PYTHONUNBUFFERED: the epoch lines must come through the pipe on their own.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
     proc = subprocess.Popen([sys.executable, "-m", "bpfast", "train", "--iters", "10000000"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         for line in proc.stdout:
             if line.startswith("epoch"):  # the first evaluation: the loop is running
