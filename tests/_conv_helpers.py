@@ -4,11 +4,10 @@ bad-input runs in a subprocess.
 """
 
 import json
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
+from _helpers import run_snippet
 from numpy.testing import assert_allclose, assert_array_equal
 
 DTYPES = (np.float32, np.float64)
@@ -120,11 +119,9 @@ def run_bad_input(body, timeout=300):
     ``{"exc": type name or None, "msg": str or None, "untouched": bool}``.
     """
     script = _PRELUDE + textwrap.dedent(body) + _EPILOGUE
-    proc = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=timeout
-    )
-    assert proc.returncode == 0, f"child exited with {proc.returncode}:\n{proc.stderr}"
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    returncode, stdout, stderr = run_snippet(script, timeout=timeout)
+    assert returncode == 0, f"child exited with {returncode}:\n{stderr}"
+    return json.loads(stdout.strip().splitlines()[-1])
 
 
 def assert_same_error(result, allowed=None):

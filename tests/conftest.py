@@ -13,6 +13,7 @@ runs more.  ``deadline=None`` because first calls are slow (imports, cold caches
 
 import os
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,6 +26,15 @@ SEED = int(os.environ.get("BPFAST_TEST_SEED", "20240917"))
 settings.register_profile("default", max_examples=25, deadline=None)
 settings.register_profile("ci", max_examples=200, deadline=None)
 settings.load_profile(os.environ.get("BPFAST_HYPOTHESIS_PROFILE", "default"))
+
+
+def pytest_configure(config):
+    # CI sets BPFAST_TEST_INSTALLED=1: the suite must test the installed package, never a
+    # stray source tree on sys.path (which would hide files missing from the sdist).
+    if os.environ.get("BPFAST_TEST_INSTALLED") == "1":
+        location = Path(bpfast.__file__).resolve()
+        if location.is_relative_to(config.rootpath.resolve()):
+            raise pytest.UsageError(f"bpfast was imported from the source tree ({location})")
 
 
 def pytest_report_header(config):

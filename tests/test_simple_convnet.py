@@ -11,7 +11,6 @@ import pytest
 
 import bpfast
 import bpfast.layers
-from bpfast import reference as ref
 from _helpers import run_snippet
 from _net_helpers import assert_close, assert_grads_close, pair, rebind_params
 
