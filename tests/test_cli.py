@@ -11,6 +11,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -56,10 +57,24 @@ def assert_one_line_error(status, out, err, *needles):
     assert out == ""  # failed before anything was trained or printed
 
 
+def child_env(drop=()):
+    """Environment of a child process that imports the very bpfast the tests import.
+
+    Children run from a temporary directory with bpfast's parent directory first on
+    PYTHONPATH (as ``_helpers.run_snippet``), so a source tree without compiled kernels in the
+    working directory cannot shadow the installed package.
+    """
+    env = {k: v for k, v in os.environ.items() if k not in drop}
+    root = os.path.dirname(os.path.dirname(os.path.abspath(bpfast.__file__)))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+    return env
+
+
 def run_process(*args, cwd=None, timeout=300, code=None):
     """The real command in a fresh process: ``python -m bpfast ARGS`` or ``python -c CODE``."""
     cmd = [sys.executable, "-c", code, *args] if code else [sys.executable, "-m", "bpfast", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, timeout=timeout)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                          cwd=tempfile.gettempdir() if cwd is None else cwd, env=child_env())
 
 
 # ------------------------------------------------------------------------------- bpfast train
@@ -404,9 +419,9 @@ def test_ctrl_c_exits_130(capsys, monkeypatch):
 @pytest.mark.skipif(not hasattr(signal, "SIGINT") or os.name != "posix", reason="POSIX signals")
 def test_sigint_during_training_exits_130_without_traceback():
     # No PYTHONUNBUFFERED: the epoch lines must come through the pipe on their own.
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
     proc = subprocess.Popen([sys.executable, "-m", "bpfast", "train", "--iters", "10000000"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=tempfile.gettempdir(), env=child_env(drop=("PYTHONUNBUFFERED",)))
     try:
         for line in proc.stdout:
             if line.startswith("epoch"):  # the first evaluation: the loop is running
@@ -539,12 +554,10 @@ def test_console_script():
     script = Path(sys.executable).with_name("bpfast")
     if not script.exists():
         pytest.skip("the bpfast console script is not installed next to this Python")
-    proc = subprocess.run([str(script), "--version"], capture_output=True, text=True,
-                          timeout=120)
+    kw = dict(capture_output=True, text=True, cwd=tempfile.gettempdir(), env=child_env())
+    proc = subprocess.run([str(script), "--version"], timeout=120, **kw)
     assert proc.returncode == 0 and proc.stdout.strip() == f"bpfast {bpfast.__version__}"
-    proc = subprocess.run([str(script), "train", "--iters", "5", "--quiet"],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([str(script), "train", "--iters", "5", "--quiet"], timeout=300, **kw)
     assert proc.returncode == 0, proc.stderr
-    proc = subprocess.run([str(script), "train", "--optimizer", "nope"], capture_output=True,
-                          text=True, timeout=120)
+    proc = subprocess.run([str(script), "train", "--optimizer", "nope"], timeout=120, **kw)
     assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1
