@@ -418,19 +418,28 @@ def test_ctrl_c_exits_130(capsys, monkeypatch):
 
 @pytest.mark.skipif(not hasattr(signal, "SIGINT") or os.name != "posix", reason="POSIX signals")
 def test_sigint_during_training_exits_130_without_traceback():
-    # No PYTHONUNBUFFERED: the epoch lines must come through the pipe on their own.
-    proc = subprocess.Popen([sys.executable, "-m", "bpfast", "train", "--iters", "10000000"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            cwd=tempfile.gettempdir(), env=child_env(drop=("PYTHONUNBUFFERED",)))
+    # A process started in the background by a non-interactive shell ignores SIGINT, and its
+    # children inherit that; a handler (not SIG_IGN) here makes the child start with SIG_DFL,
+    # so that Python in the child installs its KeyboardInterrupt handler.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        for line in proc.stdout:
-            if line.startswith("epoch"):  # the first evaluation: the loop is running
-                break
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=120)
+        # No PYTHONUNBUFFERED: the epoch lines must come through the pipe on their own.
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bpfast", "train", "--iters", "10000000"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            cwd=tempfile.gettempdir(), env=child_env(drop=("PYTHONUNBUFFERED",)))
     finally:
-        proc.kill()
-        proc.wait()
+        signal.signal(signal.SIGINT, previous)
+    with proc:  # closes the pipes and reaps the child whatever happens
+        try:
+            for line in proc.stdout:
+                if line.startswith("epoch"):  # the first evaluation: the loop is running
+                    break
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
     assert proc.returncode == 130, err
     assert err.strip().splitlines()[-1] == "bpfast: interrupted"
     assert "Traceback" not in err
