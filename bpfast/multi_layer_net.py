@@ -11,13 +11,13 @@ Additions: ``save_params``/``load_params`` (atomic, checked; see :class:`bpfast.
 """
 
 from bpfast import reference as _ref
-from bpfast._network import ParamsFile, backprop, use_compiled_layers
+from bpfast._network import FusedGradient, ParamsFile, backprop, use_compiled_layers
 from bpfast.gradient import numerical_gradient
 
 __all__ = ["MultiLayerNet"]
 
 
-class MultiLayerNet(ParamsFile, _ref.MultiLayerNet):
+class MultiLayerNet(FusedGradient, ParamsFile, _ref.MultiLayerNet):
     """Fully connected network: (Affine -> activation) x L -> Affine -> SoftmaxWithLoss.
 
     Parameters
@@ -91,6 +91,9 @@ class MultiLayerNet(ParamsFile, _ref.MultiLayerNet):
             ``W{i}``: ``dW + weight_decay_lambda * W`` (a new array); ``b{i}``: the layer's
             own ``db`` -- as in the book.
         """
+        grads = self._fused_gradient(x, t)
+        if grads is not None:
+            return grads
         # The forward of the book's loss(x, t) without its weight-decay sum: the value is
         # discarded here, and sum(W**2) over every W is a pass over all the weights.
         self.last_layer.forward(self.predict(x), t)

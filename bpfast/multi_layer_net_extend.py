@@ -9,13 +9,13 @@ compiled layers (BatchNormalization and Dropout are one kernel per direction) an
 """
 
 from bpfast import reference as _ref
-from bpfast._network import ParamsFile, backprop, use_compiled_layers
+from bpfast._network import FusedGradient, ParamsFile, backprop, use_compiled_layers
 from bpfast.gradient import numerical_gradient
 
 __all__ = ["MultiLayerNetExtend"]
 
 
-class MultiLayerNetExtend(ParamsFile, _ref.MultiLayerNetExtend):
+class MultiLayerNetExtend(FusedGradient, ParamsFile, _ref.MultiLayerNetExtend):
     """Fully connected network with optional Batch Normalization and Dropout (chapter 6).
 
     Per hidden layer ``i``: ``Affine{i}`` -> ``BatchNorm{i}`` (if ``use_batchnorm``) ->
@@ -106,6 +106,9 @@ class MultiLayerNetExtend(ParamsFile, _ref.MultiLayerNetExtend):
             ``W{i}`` is ``dW + weight_decay_lambda * W`` (a new array), the others are the
             layers' own ``db``/``dgamma``/``dbeta`` -- as in the book.
         """
+        grads = self._fused_gradient(x, t)
+        if grads is not None:
+            return grads
         # The forward of the book's loss(x, t, train_flg=True) without its weight-decay
         # sum: the value is discarded here, and sum(W**2) is a pass over all the weights.
         self.last_layer.forward(self.predict(x, True), t)
