@@ -7,6 +7,33 @@
   gradient -- which the book computes and throws away -- is not computed.
 * :class:`ParamsFile` gives every network ``save_params``/``load_params``: atomic writes, and
   loads that check the file against the network before changing anything.
+* :class:`FusedGradient` gives MultiLayerNet and MultiLayerNetExtend a fused ``gradient``
+  (below).
+
+The fused gradient
+------------------
+When the layers are the ones the constructor built (any activation, dropout, batch norm or
+weight-decay setting; float32 or float64 parameters of one dtype and an input of that dtype,
+any layout), ``gradient`` runs the same kernels and NumPy products as the drop-in layers, in
+the same order on the same operands -- the same numbers, bit for bit, the same Dropout masks
+and the same position of NumPy's global random stream -- but:
+
+* a hidden block Affine -> BatchNorm -> Relu [-> Dropout] is one kernel per direction
+  (``bpfast/_kernels/multi_layer_net.pyx``), which also computes the Affine ``db``, and the
+  book's ``dW + weight_decay_lambda * W`` is one pass (NumPy: two, with two temporaries);
+* no per-call validation of each layer: the layer structure and the parameter arrays are
+  checked once and re-checked by identity, shape and dtype at every call;
+* Dropout's ``np.random.rand`` numbers are drawn into a buffer (see :func:`_draw_uniform`);
+* for a batch shape seen before nothing of the batch's size is allocated.  As in
+  :class:`bpfast.TwoLayerNet`, the arrays are buffers owned by the network and
+  **overwritten by the next** ``gradient`` **call**: the returned ``W{i}``/``b{i}``
+  gradients, the layers' ``dW``/``db``, ``Relu.mask``, ``Dropout.mask``, ``Sigmoid.out``,
+  ``BatchNormalization.xc`` and the hidden Affine layers' ``x``.  Copy what must be kept.
+  (``dgamma``, ``dbeta``, the BatchNorm statistics and running statistics stay new arrays
+  at every call, as in the book.)  Pickles and copies leave the buffers behind.
+
+Anything else (layers replaced or reordered, mixed dtypes, a non-ndarray input) runs the
+layers one by one, as before.
 """
 
 import os
@@ -259,7 +286,8 @@ def _weak_exact(lam, dtype):
 class _Hidden:
     """One hidden block: Affine -> [BatchNorm] -> activation -> [Dropout], validated."""
 
-    __slots__ = ("affine", "bn", "act", "relu", "drop", "ratio", "W", "b", "gamma", "beta")
+    __slots__ = ("affine", "bn", "act", "relu", "drop", "ratio", "ratio_obj", "W", "b", "gamma",
+                 "beta")
 
 
 def _weights(affine, rows, dtype):
@@ -355,7 +383,7 @@ def _plan(net, x):
             ratio = layer.dropout_ratio
             if type(ratio) not in (float, int):  # the layer's exact-scalar rule, narrowed
                 return None
-            blk.drop, blk.ratio = layer, float(ratio)
+            blk.drop, blk.ratio, blk.ratio_obj = layer, float(ratio), ratio
         hidden.append(blk)
     key, affine = items[pos]
     i = str(count + 1)
@@ -368,22 +396,38 @@ def _plan(net, x):
 
 
 class _Workspace:
-    """The buffers of one batch shape (see fused_gradient)."""
+    """The buffers of one batch shape (see FusedGradient)."""
 
-    def __init__(self, n, sizes, dtype, bn, drop):
+    def __init__(self, n, sizes, dtype, bn, drop, relus):
         e = np.empty
-        self.z = [e((n, h), dtype) for h in sizes]             # Affine outputs
+        width = max(sizes) if sizes else 0
+        # Only what a layer keeps (or backward reads) needs a buffer per block; the Affine
+        # outputs are consumed at once and share one.  The fused Relu+BatchNorm blocks
+        # write neither the BatchNorm nor (with Dropout) the Relu output.
+        fused = [bn and relu for relu in relus]
+        self.shapes = [(n, h) for h in sizes]
+        self.z = e(n * width, dtype)
         self.xc = [e((n, h), dtype) if bn else None for h in sizes]
-        self.bn = [e((n, h), dtype) if bn else None for h in sizes]  # BatchNorm outputs
-        self.act = [e((n, h), dtype) for h in sizes]           # activation outputs
-        self.amask = [e((n, h), np.uint8) for h in sizes]      # Relu masks
+        self.bn = [e((n, h), dtype) if bn and not f else None for h, f in zip(sizes, fused)]
+        self.act = [e((n, h), dtype) if not (f and drop) else None
+                    for h, f in zip(sizes, fused)]
+        self.amask = [e((n, h), np.uint8) if relu else None  # Relu masks
+                      for h, relu in zip(sizes, relus)]
         self.dmask = [e((n, h), np.uint8) if drop else None for h in sizes]
         self.out = [e((n, h), dtype) if drop else None for h in sizes]  # Dropout outputs
-        width = max(sizes) if sizes else 0
         self.u = e(n * width) if drop else None                # uniform draws (float64)
         self.d1 = e(n * width, dtype)                          # backward scratch
         self.d2 = e(n * width, dtype)
         self.s = None                                          # logits (n, C)
+        # Views made once, not at every step.
+        sizes_n = [n * h for h in sizes]
+        self.zv = [self.z[:m].reshape(sh) for m, sh in zip(sizes_n, self.shapes)]
+        self.uv = [self.u[:m].reshape(sh) if drop else None
+                   for m, sh in zip(sizes_n, self.shapes)]
+        self.scratch = [[buf[:m].reshape(sh) for m, sh in zip(sizes_n, self.shapes)]
+                        for buf in (self.d1, self.d2)]
+        self.amask_bool = [None if a is None else a.view(np.bool_) for a in self.amask]
+        self.dmask_bool = [None if a is None else a.view(np.bool_) for a in self.dmask]
 
 
 class FusedGradient:
@@ -398,29 +442,85 @@ class FusedGradient:
         state = self.__dict__.copy()
         state.pop("_workspaces", None)
         state.pop("_grad_buffers", None)
+        state.pop("_plan_cache", None)
         return state
 
-    def _workspace(self, n, sizes, dtype, bn, drop):
+    def _workspace(self, n, sizes, dtype, bn, drop, relus):
         spaces = self.__dict__.setdefault("_workspaces", {})
-        key = (n, sizes, dtype, bn, drop)
+        key = (n, sizes, dtype, bn, drop, relus)
         ws = spaces.get(key)
         if ws is None:
             if len(spaces) >= _MAX_WORKSPACES:
                 del spaces[next(iter(spaces))]  # the oldest
-            ws = spaces[key] = _Workspace(n, sizes, dtype, bn, drop)
+            ws = spaces[key] = _Workspace(n, sizes, dtype, bn, drop, relus)
         return ws
 
     def _grads_for(self, shapes, dtype):
         """(dW, db, W gradient) buffers per Affine layer, kept across calls."""
         cached = self.__dict__.get("_grad_buffers")
         if cached is None or cached[0] != (shapes, dtype):
-            bufs = [(np.empty(s, dtype), np.empty(s[1], dtype), np.empty(s, dtype))
-                    for s in shapes]
+            bufs = []
+            for idx, s in enumerate(shapes, 1):
+                dW, gW = np.empty(s, dtype), np.empty(s, dtype)
+                bufs.append((dW, np.empty(s[1], dtype), gW, dW.reshape(-1), gW.reshape(-1),
+                             "W" + str(idx), "b" + str(idx), "gamma" + str(idx),
+                             "beta" + str(idx)))
             cached = self._grad_buffers = ((shapes, dtype), bufs)
         return cached[1]
 
-    def _fused_gradient(self, x, t):
+    def _cached_plan(self, x):
+        """``_plan(self, x)``, re-derived only when something it checked may have changed.
+
+        The cache holds the layers (by identity, with their keys and order) and every array
+        the plan validated with its shape and dtype; any difference -- a layer replaced, a
+        parameter re-bound or reshaped in place, another input dtype or width -- re-plans.
+        """
+        cache = self.__dict__.get("_plan_cache")
+        layers = self.layers
+        if (
+            cache is not None
+            and type(layers) is OrderedDict
+            and type(x) is np.ndarray
+            and x.ndim != 0
+            and x.shape[0] != 0
+            and x.dtype == cache[1]
+            and x.size // x.shape[0] == cache[2]
+            and self.last_layer is cache[3]
+            and self.hidden_layer_num == cache[6]
+            and getattr(self, "use_batchnorm", False) is cache[7]
+            and getattr(self, "use_dropout", False) is cache[8]
+            and list(layers.items()) == cache[4]
+        ):
+            for owner, attr, value, shape, dtype in cache[5]:
+                current = getattr(owner, attr)
+                if current is not value or current.shape != shape or current.dtype != dtype:
+                    break
+            else:
+                for blk in cache[0][0]:
+                    if blk.drop is not None and blk.drop.dropout_ratio is not blk.ratio_obj:
+                        break
+                else:
+                    return cache[0]
         plan = _plan(self, x)
+        if plan is None:
+            self.__dict__.pop("_plan_cache", None)
+            return None
+        hidden, out_affine, (Wo, bo) = plan
+        watched = [(out_affine, "W", Wo), (out_affine, "b", bo)]
+        for blk in hidden:
+            watched += [(blk.affine, "W", blk.W), (blk.affine, "b", blk.b)]
+            if blk.bn is not None:
+                watched += [(blk.bn, "gamma", blk.gamma), (blk.bn, "beta", blk.beta)]
+        self._plan_cache = (
+            plan, x.dtype, x.size // x.shape[0], self.last_layer, list(layers.items()),
+            [(o, a, v, v.shape, v.dtype) for o, a, v in watched],
+            self.hidden_layer_num, getattr(self, "use_batchnorm", False),
+            getattr(self, "use_dropout", False),
+        )
+        return plan
+
+    def _fused_gradient(self, x, t):
+        plan = self._cached_plan(x)
         if plan is None:
             return None
         hidden, out_affine, (Wo, bo) = plan
@@ -429,7 +529,11 @@ class FusedGradient:
         sizes = tuple(blk.W.shape[1] for blk in hidden)
         bn = any(blk.bn is not None for blk in hidden)
         drop = any(blk.drop is not None for blk in hidden)
-        ws = self._workspace(n, sizes, dtype, bn, drop)
+        relus = tuple(blk.relu for blk in hidden)
+        ws = self._workspace(n, sizes, dtype, bn, drop, relus)
+        # One thread count for every block's kernels (their sizes are all below or all
+        # near the threshold in practice; it only matters for huge layers).
+        nt = threads_for(n * max(sizes), _STEP_PAR) if sizes else 1
 
         # ---- forward, as predict(x, train_flg): the drop-in layers' kernels on buffers
         h = x.reshape(n, -1)
@@ -438,10 +542,8 @@ class FusedGradient:
             affine = blk.affine
             affine.original_x_shape = first_shape if i == 0 else h.shape
             affine.x = h
-            z = ws.z[i]
+            z = ws.zv[i]
             np.dot(h, blk.W, out=z)
-            size = z.size
-            nt = threads_for(size, _STEP_PAR)
             if blk.bn is not None:
                 layer = blk.bn
                 d = z.shape[1]
@@ -454,18 +556,17 @@ class FusedGradient:
             if blk.bn is not None and blk.relu:
                 # Bias add, BatchNorm, Relu and Dropout in one kernel (fused_block).
                 if blk.drop is not None:
-                    u = ws.u[:size].reshape(z.shape)
+                    u = ws.uv[i]
                     _draw_uniform(u)
                     h = ws.out[i]
                     dmask = ws.dmask[i]
+                    blk.drop.mask = ws.dmask_bool[i]
                 else:
                     u = dmask = None
                     h = ws.act[i]
                 _HIDDEN_FWD[dtype](z, blk.b, blk.gamma, blk.beta, u, blk.ratio, mean, var,
                                    std, xc, ws.amask[i], dmask, h, nt)
-                blk.act.mask = ws.amask[i].view(np.bool_)
-                if dmask is not None:
-                    blk.drop.mask = dmask.view(np.bool_)
+                blk.act.mask = ws.amask_bool[i]
             else:
                 _BIAS_ADD[dtype](z, blk.b, nt)
                 a = z
@@ -482,11 +583,11 @@ class FusedGradient:
                     blk.act.out = act
                 h = act
                 if blk.drop is not None:
-                    u = ws.u[:size]
-                    _draw_uniform(u.reshape(z.shape))
+                    u = ws.uv[i]
+                    _draw_uniform(u)
                     h = ws.out[i]
-                    _DROPOUT_FWD[dtype](act.reshape(-1), u, blk.ratio, h.reshape(-1),
-                                        ws.dmask[i].reshape(-1), nt)
+                    _DROPOUT_FWD[dtype](act.reshape(-1), u.reshape(-1), blk.ratio,
+                                        h.reshape(-1), ws.dmask[i].reshape(-1), nt)
                     blk.drop.mask = ws.dmask[i].view(np.bool_)
             if blk.bn is not None:
                 # What BatchNormalization._forward_train leaves behind.
@@ -511,29 +612,27 @@ class FusedGradient:
         dy = self.last_layer.backward(1)
         if type(dy) is not np.ndarray or dy.dtype != dtype or not dy.flags.c_contiguous:
             dy = np.ascontiguousarray(dy, dtype)
-        dW, db, _ = grads[-1]
+        dW, db = grads[-1][:2]
         np.dot(h.T, dy, out=dW)
         _COLUMN_SUM[dtype](dy, db, 1)
         out_affine.dW, out_affine.db = dW, db
         # Two scratch buffers, alternating: each step writes into the one its input is not in.
-        bufs = (ws.d1, ws.d2)
+        bufs = ws.scratch
         cur = None  # which of bufs holds dz (None: dz is dy)
         dz = dy
         W = Wo
         for i in range(len(hidden) - 1, -1, -1):
             blk = hidden[i]
-            shape = ws.z[i].shape
-            m = shape[0] * shape[1]
-            nt = threads_for(m, _STEP_PAR)
+            shape = ws.shapes[i]
             cur = 0 if cur != 0 else 1
-            g = bufs[cur][:m].reshape(shape)
+            g = bufs[cur][i]
             np.dot(dz, W.T, out=g)
-            dW, db, _ = grads[i]
+            dW, db = grads[i][:2]
             if blk.bn is not None and blk.relu:
                 layer = blk.bn
                 d = shape[1]
                 cur ^= 1
-                g2 = bufs[cur][:m].reshape(shape)
+                g2 = bufs[cur][i]
                 dgamma, dbeta = np.empty(d, dtype), np.empty(d, dtype)
                 _HIDDEN_BWD[dtype](g, None if blk.drop is None else ws.dmask[i], ws.amask[i],
                                    ws.xc[i], layer.std, blk.gamma, g2, dgamma, dbeta, db, nt)
@@ -542,7 +641,7 @@ class FusedGradient:
             else:
                 if blk.drop is not None:
                     cur ^= 1
-                    g2 = bufs[cur][:m].reshape(shape)
+                    g2 = bufs[cur][i]
                     _DROPOUT_BWD[dtype](g.reshape(-1), ws.dmask[i].reshape(-1), g2.reshape(-1),
                                         nt)
                     g = g2
@@ -551,14 +650,14 @@ class FusedGradient:
                     _RELU_BWD[dtype](flat, ws.amask[i].reshape(-1), flat, nt)
                 else:
                     cur ^= 1
-                    g2 = bufs[cur][:m].reshape(shape)
+                    g2 = bufs[cur][i]
                     _SIGMOID_BWD[dtype](g.reshape(-1), ws.act[i].reshape(-1), g2.reshape(-1), nt)
                     g = g2
                 if blk.bn is not None:
                     layer = blk.bn
                     d = shape[1]
                     cur ^= 1
-                    g2 = bufs[cur][:m].reshape(shape)
+                    g2 = bufs[cur][i]
                     dgamma, dbeta = np.empty(d, dtype), np.empty(d, dtype)
                     _BN_BWD[dtype](g, None, ws.xc[i], layer.std, blk.gamma, n, g2, dgamma, dbeta,
                                    nt)
@@ -573,20 +672,22 @@ class FusedGradient:
         result = {}
         lam = self.weight_decay_lambda
         params = self.params
-        affines = [blk.affine for blk in hidden] + [out_affine]
-        for idx, (affine, (dW, db, gW)) in enumerate(zip(affines, grads), 1):
-            P = params["W" + str(idx)]
+        decay = _weak_exact(lam, dtype)
+        nblocks = len(hidden)
+        for idx, (dW, db, gW, dW_flat, gW_flat, kW, kb, kg, kbeta) in enumerate(grads):
+            P = params[kW]
             if (
-                type(P) is np.ndarray and P.shape == dW.shape and P.dtype == dtype
-                and P.flags.c_contiguous and _weak_exact(lam, dtype)
+                decay and type(P) is np.ndarray and P.shape == dW.shape and P.dtype == dtype
+                and P.flags.c_contiguous
             ):
-                _DECAY[dtype](dW.reshape(-1), P.reshape(-1), lam, gW.reshape(-1),
-                              threads_for(P.size, _STEP_PAR))
+                _DECAY[dtype](dW_flat, P.reshape(-1), lam, gW_flat,
+                              1 if P.size < _STEP_PAR else threads_for(P.size, _STEP_PAR))
             else:
                 gW = dW + lam * P  # the book's expression, a new array
-            result["W" + str(idx)] = gW
-            result["b" + str(idx)] = db
-            if idx <= len(hidden) and hidden[idx - 1].bn is not None:  # use_batchnorm
-                result["gamma" + str(idx)] = hidden[idx - 1].bn.dgamma
-                result["beta" + str(idx)] = hidden[idx - 1].bn.dbeta
+            result[kW] = gW
+            result[kb] = db
+            if idx < nblocks and hidden[idx].bn is not None:  # use_batchnorm
+                bn = hidden[idx].bn
+                result[kg] = bn.dgamma
+                result[kbeta] = bn.dbeta
         return result

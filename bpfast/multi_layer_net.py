@@ -5,8 +5,10 @@ Same constructor, attributes (``params``, ``layers`` -- an ``OrderedDict`` ``Aff
 ``last_layer``, ``hidden_layer_num``, ``weight_decay_lambda``, ...), methods and numbers as
 the book's class; the weights come from the same ``np.random.randn`` draws in the same order.
 
-Faster than the book's code through the compiled layers, and because ``gradient`` does not
-compute the first Affine layer's input gradient (the book computes it and discards it).
+Faster than the book's code through the compiled layers, because ``gradient`` does not
+compute the first Affine layer's input gradient (the book computes it and discards it), and
+because ``gradient`` is one allocation-free step whose arrays are buffers reused by the next
+call (see :mod:`bpfast._network`).
 Additions: ``save_params``/``load_params`` (atomic, checked; see :class:`bpfast._network.ParamsFile`).
 """
 
@@ -88,8 +90,9 @@ class MultiLayerNet(FusedGradient, ParamsFile, _ref.MultiLayerNet):
         Returns
         -------
         grads : dict
-            ``W{i}``: ``dW + weight_decay_lambda * W`` (a new array); ``b{i}``: the layer's
-            own ``db`` -- as in the book.
+            ``W{i}``: ``dW + weight_decay_lambda * W``; ``b{i}``: the layer's own ``db`` -- as
+            in the book, except that both are buffers **overwritten by the next call** (see
+            :mod:`bpfast._network`); copy them to keep them.
         """
         grads = self._fused_gradient(x, t)
         if grads is not None:

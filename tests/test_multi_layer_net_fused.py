@@ -184,6 +184,39 @@ def test_other_structures_take_the_layer_path(rng):
             np.testing.assert_allclose(g[key], g_ref[key], rtol=1e-10, atol=1e-12)
 
 
+def test_changes_after_a_fused_call_are_seen(rng):
+    # The validated plan is cached; every change below must be picked up.
+    fused, layered = _twins("MultiLayerNetExtend", use_dropout=True, use_batchnorm=True)
+    x, t = _data(rng)
+    _check_steps(fused, layered, [(x, t)])
+    changes = [
+        lambda net: setattr(net.layers["Dropout2"], "dropout_ratio", 0.2),
+        lambda net: setattr(net.layers["Affine2"], "W", net.layers["Affine2"].W.copy()),
+        lambda net: setattr(net.layers["BatchNorm1"], "gamma",
+                            net.layers["BatchNorm1"].gamma * 2.0),
+        lambda net: setattr(net.layers["Affine4"], "b", net.layers["Affine4"].b + 1.0),
+    ]
+    for change in changes:
+        change(fused)
+        change(layered)
+        _check_steps(fused, layered, [(x, t)])
+    # Mixed activations (a drop-in Sigmoid in a Relu network): still fused.
+    for net in (fused, layered):
+        net.layers["Activation_function3"] = bpfast.layers.Sigmoid()
+    _check_steps(fused, layered, [(x, t)])
+    assert "_plan_cache" in fused.__dict__
+    # A layer the fused step does not know (the book's own): the layer path.
+    for net in (fused, layered):
+        net.layers["Activation_function2"] = ref.Relu()
+    _check_steps(fused, layered, [(x, t)])
+    assert "_plan_cache" not in fused.__dict__
+    # An in-place reshape of a weight: the layers' error (np.dot's), not a stale plan.
+    W = fused.layers["Affine1"].W
+    W.shape = (W.shape[1], W.shape[0])
+    with pytest.raises(ValueError):
+        fused.gradient(x, t)
+
+
 def test_bad_input_raises_as_the_layers(rng):
     net = bpfast.MultiLayerNetExtend(D, HIDDEN, C, use_dropout=True, use_batchnorm=True)
     x, t = _data(rng)
