@@ -28,7 +28,7 @@ and the same position of NumPy's global random stream -- but:
   :class:`bpfast.TwoLayerNet`, the arrays are buffers owned by the network and
   **overwritten by the next** ``gradient`` **call**: the returned ``W{i}``/``b{i}``
   gradients, the layers' ``dW``/``db``, ``Relu.mask``, ``Dropout.mask``, ``Sigmoid.out``,
-  ``BatchNormalization.xc`` and the hidden Affine layers' ``x``.  Copy what must be kept.
+  ``BatchNormalization.xc``/``xn`` and the hidden Affine layers' ``x``.  Copy what must be kept.
   (``dgamma``, ``dbeta``, the BatchNorm statistics and running statistics stay new arrays
   at every call, as in the book.)  Pickles and copies leave the buffers behind.
 
@@ -408,6 +408,9 @@ class _Workspace:
         self.shapes = [(n, h) for h in sizes]
         self.z = e(n * width, dtype)
         self.xc = [e((n, h), dtype) if bn else None for h in sizes]
+        self.xn = [e((n, h), dtype) if f else None for h, f in zip(sizes, fused)]
+        self.mean = e(width, dtype)  # batch statistics, consumed by the running update
+        self.var = e(width, dtype)
         self.bn = [e((n, h), dtype) if bn and not f else None for h, f in zip(sizes, fused)]
         self.act = [e((n, h), dtype) if not (f and drop) else None
                     for h, f in zip(sizes, fused)]
@@ -551,7 +554,7 @@ class FusedGradient:
                 if layer.running_mean is None:
                     layer.running_mean = np.zeros(d)
                     layer.running_var = np.zeros(d)
-                mean, var, std = np.empty(d, dtype), np.empty(d, dtype), np.empty(d, dtype)
+                mean, var, std = ws.mean[:d], ws.var[:d], np.empty(d, dtype)
                 xc = ws.xc[i]
             if blk.bn is not None and blk.relu:
                 # Bias add, BatchNorm, Relu and Dropout in one kernel (fused_block).
@@ -564,8 +567,9 @@ class FusedGradient:
                 else:
                     u = dmask = None
                     h = ws.act[i]
+                xn = ws.xn[i]
                 _HIDDEN_FWD[dtype](z, blk.b, blk.gamma, blk.beta, u, blk.ratio, mean, var,
-                                   std, xc, ws.amask[i], dmask, h, nt)
+                                   std, xc, xn, ws.amask[i], dmask, h, nt)
                 blk.act.mask = ws.amask_bool[i]
             else:
                 _BIAS_ADD[dtype](z, blk.b, nt)
@@ -593,8 +597,12 @@ class FusedGradient:
                 # What BatchNormalization._forward_train leaves behind.
                 layer.batch_size = n
                 layer.xc = xc
-                layer.__dict__.pop("xn", None)
-                layer._xn_from = (xc, std)
+                if blk.relu:  # the fused kernel stores xn (backward then divides less)
+                    layer.xn = xn
+                    layer._xn_from = (None, None)
+                else:
+                    layer.__dict__.pop("xn", None)
+                    layer._xn_from = (xc, std)
                 layer.std = std
                 layer._update_running(mean, var)
         out_affine.original_x_shape = h.shape if hidden else first_shape
@@ -635,7 +643,8 @@ class FusedGradient:
                 g2 = bufs[cur][i]
                 dgamma, dbeta = np.empty(d, dtype), np.empty(d, dtype)
                 _HIDDEN_BWD[dtype](g, None if blk.drop is None else ws.dmask[i], ws.amask[i],
-                                   ws.xc[i], layer.std, blk.gamma, g2, dgamma, dbeta, db, nt)
+                                   ws.xn[i], ws.xc[i], layer.std, blk.gamma, g2, dgamma,
+                                   dbeta, db, nt)
                 layer.dgamma, layer.dbeta = dgamma, dbeta
                 g = g2
             else:

@@ -284,10 +284,10 @@ def _fwd_args(n=4, d=3, dtype=np.float64):
     vec = [np.ones(d, dtype) for _ in range(3)]  # b, gamma, beta
     u = np.full((n, d), 0.9)
     stats = [np.empty(d, dtype) for _ in range(3)]
-    xc = np.empty((n, d), dtype)
+    xc, xn = np.empty((n, d), dtype), np.empty((n, d), dtype)
     rmask, dmask = np.empty((n, d), np.uint8), np.empty((n, d), np.uint8)
     h = np.empty((n, d), dtype)
-    return [z, *vec, u, 0.5, *stats, xc, rmask, dmask, h]
+    return [z, *vec, u, 0.5, *stats, xc, xn, rmask, dmask, h]
 
 
 def test_hidden_forward_checks_its_arguments():
@@ -299,11 +299,15 @@ def test_hidden_forward_checks_its_arguments():
     with pytest.raises(ValueError, match="b has length"):
         f(*bad)
     bad = list(args)
-    bad[12] = np.empty((4, 4))  # h of another shape
+    bad[13] = np.empty((4, 4))  # h of another shape
     with pytest.raises(ValueError, match="h_out"):
         f(*bad)
     bad = list(args)
-    bad[12] = bad[0]  # h_out overlaps z
+    bad[13] = bad[0]  # h_out overlaps z
+    with pytest.raises(ValueError, match="overlaps"):
+        f(*bad)
+    bad = list(args)
+    bad[10] = bad[9]  # xn_out is xc_out
     with pytest.raises(ValueError, match="overlaps"):
         f(*bad)
     bad = list(args)
@@ -319,15 +323,19 @@ def test_hidden_backward_checks_its_arguments():
     n, d = 4, 3
     b = kmln.hidden_backward
     args = [np.ones((n, d)), np.ones((n, d), np.uint8), np.zeros((n, d), np.uint8),
-            np.ones((n, d)), np.ones(d), np.ones(d), np.empty((n, d)), np.empty(d),
-            np.empty(d), np.empty(d)]
+            np.ones((n, d)), np.ones((n, d)), np.ones(d), np.ones(d), np.empty((n, d)),
+            np.empty(d), np.empty(d), np.empty(d)]
     b(*args)
     bad = list(args)
-    bad[4] = np.ones(2)
+    bad[5] = np.ones(2)
     with pytest.raises(ValueError, match="std has length"):
         b(*bad)
     bad = list(args)
-    bad[6] = bad[0]
+    bad[3] = np.ones((n, d + 1))
+    with pytest.raises(ValueError, match="xn has shape"):
+        b(*bad)
+    bad = list(args)
+    bad[7] = bad[0]
     with pytest.raises(ValueError, match="overlaps"):
         b(*bad)
     bad = list(args)

@@ -39,16 +39,16 @@
 #endif
 
 /* Forward of one hidden block: a = z + b (Affine's bias), BatchNorm (training) of a,
- * Relu, then Dropout when u != NULL.  Writes mean/var/std/xc (BatchNorm's cache), rmask
+ * Relu, then Dropout when u != NULL.  Writes mean/var/std/xc/xn (BatchNorm's cache), rmask
  * (Relu's mask: v <= 0), dmask (Dropout's: u > ratio) and h, the block's output.  Relu as
  * simd.h's: the output keeps v's bits or none (+0.0), branch-free. */
 #define BP_MLN_HIDDEN_FWD(NAME, T, U, BITS, FROM_BITS, SQRT)                                 \
 BP_DISPATCH BP_MLN_NO_CONTRACT static void NAME(                                             \
     const T *restrict z, const T *restrict b, const T *restrict gamma,                      \
     const T *restrict beta, const double *restrict u, double ratio, T *restrict mean,       \
-    T *restrict var, T *restrict std, T *restrict xc, unsigned char *restrict rmask,        \
-    unsigned char *restrict dmask, T *restrict h, double *restrict acc, ptrdiff_t n,        \
-    ptrdiff_t d, ptrdiff_t j0, ptrdiff_t j1)                                                 \
+    T *restrict var, T *restrict std, T *restrict xc, T *restrict xn,                       \
+    unsigned char *restrict rmask, unsigned char *restrict dmask, T *restrict h,            \
+    double *restrict acc, ptrdiff_t n, ptrdiff_t d, ptrdiff_t j0, ptrdiff_t j1)              \
 {                                                                                            \
     ptrdiff_t i, j;                                                                          \
     const T eps = (T)1e-6;                                                                   \
@@ -70,8 +70,10 @@ BP_DISPATCH BP_MLN_NO_CONTRACT static void NAME(                                
         for (i = 0; i < n; i++) {                                                            \
             BP_SIMD                                                                          \
             for (j = j0; j < j1; j++) {                                                      \
-                T v = gamma[j] * (xc[i * d + j] / std[j]) + beta[j];                         \
+                T q = xc[i * d + j] / std[j];                                                \
+                T v = gamma[j] * q + beta[j];                                                \
                 U keep = (U)0 - (U)!(v <= 0);                                                \
+                xn[i * d + j] = q;                                                           \
                 rmask[i * d + j] = (unsigned char)(v <= 0);                                  \
                 T r = FROM_BITS(BITS(v) & keep);                                             \
                 int k = u[i * d + j] > ratio;                                                \
@@ -83,8 +85,10 @@ BP_DISPATCH BP_MLN_NO_CONTRACT static void NAME(                                
         for (i = 0; i < n; i++) {                                                            \
             BP_SIMD                                                                          \
             for (j = j0; j < j1; j++) {                                                      \
-                T v = gamma[j] * (xc[i * d + j] / std[j]) + beta[j];                         \
+                T q = xc[i * d + j] / std[j];                                                \
+                T v = gamma[j] * q + beta[j];                                                \
                 U keep = (U)0 - (U)!(v <= 0);                                                \
+                xn[i * d + j] = q;                                                           \
                 rmask[i * d + j] = (unsigned char)(v <= 0);                                  \
                 h[i * d + j] = FROM_BITS(BITS(v) & keep);                                    \
             }                                                                                \
@@ -94,12 +98,13 @@ BP_DISPATCH BP_MLN_NO_CONTRACT static void NAME(                                
 
 /* Backward of one hidden block: the incoming gradient g = dh (times the Dropout mask when
  * dmask != NULL, as dropout.h: dh * 0.0 or dh * 1.0), zeroed where rmask (+0.0, as simd.h's
- * Relu backward), then BatchNorm's backward (BP_BN_BWD with xn recomputed; g is kept in dx
+ * Relu backward), then BatchNorm's backward (BP_BN_BWD with the forward's xn; g is kept in dx
  * between its passes), then Affine's db = column sums of dx.  acc: 4*d doubles. */
 #define BP_MLN_HIDDEN_BWD(NAME, T, U, BITS, FROM_BITS)                                       \
 BP_DISPATCH BP_MLN_NO_CONTRACT static void NAME(                                             \
     const T *restrict dh, const unsigned char *restrict dmask,                              \
-    const unsigned char *restrict rmask, const T *restrict xc, const T *restrict std,       \
+    const unsigned char *restrict rmask, const T *restrict xn, const T *restrict xc,        \
+    const T *restrict std,                                                                   \
     const T *restrict gamma, T k2, T nb, T *restrict dx, T *restrict dgamma,                \
     T *restrict dbeta, T *restrict db, double *restrict acc, ptrdiff_t n, ptrdiff_t d,      \
     ptrdiff_t j0, ptrdiff_t j1)                                                              \
@@ -131,7 +136,7 @@ BP_DISPATCH BP_MLN_NO_CONTRACT static void NAME(                                
         for (j = j0; j < j1; j++) {                                                          \
             T t = dx[i * d + j];                                                             \
             s_beta[j] += (double)t;                                                          \
-            s_gamma[j] += (double)((xc[i * d + j] / std[j]) * t);                            \
+            s_gamma[j] += (double)(xn[i * d + j] * t);                                       \
             s_std[j] += (double)(((gamma[j] * t) * xc[i * d + j]) / (std[j] * std[j]));      \
         }                                                                                    \
     for (j = j0; j < j1; j++) {                                                              \

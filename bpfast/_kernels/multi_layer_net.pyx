@@ -30,24 +30,24 @@ from bpfast._kernels._parallel cimport block_start
 cdef extern from "multi_layer_net.h" nogil:
     void bp_mln_hidden_fwd_f64(const double *z, const double *b, const double *gamma,
                                const double *beta, const double *u, double ratio,
-                               double *mean, double *var, double *std, double *xc,
+                               double *mean, double *var, double *std, double *xc, double *xn,
                                unsigned char *rmask, unsigned char *dmask, double *h,
                                double *acc, Py_ssize_t n, Py_ssize_t d, Py_ssize_t j0,
                                Py_ssize_t j1) noexcept
     void bp_mln_hidden_fwd_f32(const float *z, const float *b, const float *gamma,
                                const float *beta, const double *u, double ratio,
-                               float *mean, float *var, float *std, float *xc,
+                               float *mean, float *var, float *std, float *xc, float *xn,
                                unsigned char *rmask, unsigned char *dmask, float *h,
                                double *acc, Py_ssize_t n, Py_ssize_t d, Py_ssize_t j0,
                                Py_ssize_t j1) noexcept
     void bp_mln_hidden_bwd_f64(const double *dh, const unsigned char *dmask,
-                               const unsigned char *rmask, const double *xc,
+                               const unsigned char *rmask, const double *xn, const double *xc,
                                const double *std, const double *gamma, double k2, double nb,
                                double *dx, double *dgamma, double *dbeta, double *db,
                                double *acc, Py_ssize_t n, Py_ssize_t d, Py_ssize_t j0,
                                Py_ssize_t j1) noexcept
     void bp_mln_hidden_bwd_f32(const float *dh, const unsigned char *dmask,
-                               const unsigned char *rmask, const float *xc,
+                               const unsigned char *rmask, const float *xn, const float *xc,
                                const float *std, const float *gamma, float k2, float nb,
                                float *dx, float *dgamma, float *dbeta, float *db,
                                double *acc, Py_ssize_t n, Py_ssize_t d, Py_ssize_t j0,
@@ -60,28 +60,29 @@ cdef extern from "multi_layer_net.h" nogil:
 
 cdef inline void _fwd(const floating *z, const floating *b, const floating *gamma,
                       const floating *beta, const double *u, double ratio, floating *mean,
-                      floating *var, floating *std, floating *xc, unsigned char *rmask,
-                      unsigned char *dmask, floating *h, double *acc, Py_ssize_t n,
-                      Py_ssize_t d, Py_ssize_t j0, Py_ssize_t j1) noexcept nogil:
+                      floating *var, floating *std, floating *xc, floating *xn,
+                      unsigned char *rmask, unsigned char *dmask, floating *h, double *acc,
+                      Py_ssize_t n, Py_ssize_t d, Py_ssize_t j0, Py_ssize_t j1) noexcept nogil:
     if floating is float:
-        bp_mln_hidden_fwd_f32(z, b, gamma, beta, u, ratio, mean, var, std, xc, rmask, dmask,
-                              h, acc, n, d, j0, j1)
+        bp_mln_hidden_fwd_f32(z, b, gamma, beta, u, ratio, mean, var, std, xc, xn, rmask,
+                              dmask, h, acc, n, d, j0, j1)
     else:
-        bp_mln_hidden_fwd_f64(z, b, gamma, beta, u, ratio, mean, var, std, xc, rmask, dmask,
-                              h, acc, n, d, j0, j1)
+        bp_mln_hidden_fwd_f64(z, b, gamma, beta, u, ratio, mean, var, std, xc, xn, rmask,
+                              dmask, h, acc, n, d, j0, j1)
 
 
 cdef inline void _bwd(const floating *dh, const unsigned char *dmask,
-                      const unsigned char *rmask, const floating *xc, const floating *std,
+                      const unsigned char *rmask, const floating *xn, const floating *xc,
+                      const floating *std,
                       const floating *gamma, floating k2, floating nb, floating *dx,
                       floating *dgamma, floating *dbeta, floating *db, double *acc,
                       Py_ssize_t n, Py_ssize_t d, Py_ssize_t j0, Py_ssize_t j1) noexcept nogil:
     if floating is float:
-        bp_mln_hidden_bwd_f32(dh, dmask, rmask, xc, std, gamma, k2, nb, dx, dgamma, dbeta,
-                              db, acc, n, d, j0, j1)
+        bp_mln_hidden_bwd_f32(dh, dmask, rmask, xn, xc, std, gamma, k2, nb, dx, dgamma,
+                              dbeta, db, acc, n, d, j0, j1)
     else:
-        bp_mln_hidden_bwd_f64(dh, dmask, rmask, xc, std, gamma, k2, nb, dx, dgamma, dbeta,
-                              db, acc, n, d, j0, j1)
+        bp_mln_hidden_bwd_f64(dh, dmask, rmask, xn, xc, std, gamma, k2, nb, dx, dgamma,
+                              dbeta, db, acc, n, d, j0, j1)
 
 
 cdef inline void _decay(const floating *dW, const floating *W, floating lam, floating *out,
@@ -141,7 +142,8 @@ def hidden_forward(const floating[:, ::1] z not None,      # IN: (N, D) x @ W
                    floating[::1] mean_out not None,        # OUT: (D,)
                    floating[::1] var_out not None,         # OUT: (D,)
                    floating[::1] std_out not None,         # OUT: (D,)
-                   floating[:, ::1] xc_out not None,       # OUT: (N, D)
+                   floating[:, ::1] xc_out not None,       # OUT: (N, D) x - mean
+                   floating[:, ::1] xn_out not None,       # OUT: (N, D) xc / std
                    unsigned char[:, ::1] rmask_out not None,  # OUT: (N, D) Relu mask
                    unsigned char[:, ::1] dmask_out,        # OUT: (N, D) Dropout mask, or None
                    floating[:, ::1] h_out not None,        # OUT: (N, D) block output
@@ -161,6 +163,7 @@ def hidden_forward(const floating[:, ::1] z not None,      # IN: (N, D) x @ W
     _check_vector("var_out", var_out.shape[0], d)
     _check_vector("std_out", std_out.shape[0], d)
     _check_matrix("xc_out", xc_out.shape[0], xc_out.shape[1], n, d)
+    _check_matrix("xn_out", xn_out.shape[0], xn_out.shape[1], n, d)
     _check_matrix("rmask_out", rmask_out.shape[0], rmask_out.shape[1], n, d)
     _check_matrix("h_out", h_out.shape[0], h_out.shape[1], n, d)
     if (u is None) != (dmask_out is None):
@@ -171,7 +174,8 @@ def hidden_forward(const floating[:, ::1] z not None,      # IN: (N, D) x @ W
         up = &u[0, 0]
         dm = &dmask_out[0, 0]
     cdef Py_ssize_t m = n * d * sizeof(floating), v = d * sizeof(floating)
-    cdef _Span spans[12]
+    cdef _Span spans[13]
+    spans[12] = _span(&xn_out[0, 0], m, True)
     spans[0] = _span(&z[0, 0], m, False)
     spans[1] = _span(&b[0], v, False)
     spans[2] = _span(&gamma[0], v, False)
@@ -184,7 +188,7 @@ def hidden_forward(const floating[:, ::1] z not None,      # IN: (N, D) x @ W
     spans[9] = _span(&rmask_out[0, 0], n * d, True)
     spans[10] = _span(dm, n * d, True)
     spans[11] = _span(&h_out[0, 0], m, True)
-    _check_disjoint("hidden_forward", spans, 12)
+    _check_disjoint("hidden_forward", spans, 13)
     acc = <double *>malloc(d * sizeof(double))
     if acc == NULL:
         raise MemoryError()
@@ -193,14 +197,16 @@ def hidden_forward(const floating[:, ::1] z not None,      # IN: (N, D) x @ W
         if parts == 1:
             with nogil:
                 _fwd(&z[0, 0], &b[0], &gamma[0], &beta[0], up, ratio, &mean_out[0],
-                     &var_out[0], &std_out[0], &xc_out[0, 0], &rmask_out[0, 0], dm,
+                     &var_out[0], &std_out[0], &xc_out[0, 0], &xn_out[0, 0],
+                     &rmask_out[0, 0], dm,
                      &h_out[0, 0], acc, n, d, 0, d)
         else:
             for t in prange(parts, nogil=True, schedule="static", num_threads=parts):
                 lo = block_start(d, parts, t)
                 hi = block_start(d, parts, t + 1)
                 _fwd(&z[0, 0], &b[0], &gamma[0], &beta[0], up, ratio, &mean_out[0],
-                     &var_out[0], &std_out[0], &xc_out[0, 0], &rmask_out[0, 0], dm,
+                     &var_out[0], &std_out[0], &xc_out[0, 0], &xn_out[0, 0],
+                     &rmask_out[0, 0], dm,
                      &h_out[0, 0], acc, n, d, lo, hi)
     finally:
         free(acc)
@@ -209,6 +215,7 @@ def hidden_forward(const floating[:, ::1] z not None,      # IN: (N, D) x @ W
 def hidden_backward(const floating[:, ::1] dh not None,   # IN: (N, D) gradient of h
                     const unsigned char[:, ::1] dmask,    # IN: (N, D) Dropout mask, or None
                     const unsigned char[:, ::1] rmask not None,  # IN: (N, D) Relu mask
+                    const floating[:, ::1] xn not None,   # IN: (N, D) BatchNorm's cache
                     const floating[:, ::1] xc not None,   # IN: (N, D) BatchNorm's cache
                     const floating[::1] std not None,     # IN: (D,) BatchNorm's cache
                     const floating[::1] gamma not None,   # IN: (D,)
@@ -231,6 +238,7 @@ def hidden_backward(const floating[:, ::1] dh not None,   # IN: (N, D) gradient 
         _check_matrix("dmask", dmask.shape[0], dmask.shape[1], n, d)
         dm = &dmask[0, 0]
     _check_matrix("rmask", rmask.shape[0], rmask.shape[1], n, d)
+    _check_matrix("xn", xn.shape[0], xn.shape[1], n, d)
     _check_matrix("xc", xc.shape[0], xc.shape[1], n, d)
     _check_matrix("dx_out", dx_out.shape[0], dx_out.shape[1], n, d)
     _check_vector("std", std.shape[0], d)
@@ -239,7 +247,8 @@ def hidden_backward(const floating[:, ::1] dh not None,   # IN: (N, D) gradient 
     _check_vector("dbeta_out", dbeta_out.shape[0], d)
     _check_vector("db_out", db_out.shape[0], d)
     cdef Py_ssize_t m = n * d * sizeof(floating), v = d * sizeof(floating)
-    cdef _Span spans[10]
+    cdef _Span spans[11]
+    spans[10] = _span(&xn[0, 0], m, False)
     spans[0] = _span(&dh[0, 0], m, False)
     spans[1] = _span(dm, n * d, False)
     spans[2] = _span(&rmask[0, 0], n * d, False)
@@ -250,7 +259,7 @@ def hidden_backward(const floating[:, ::1] dh not None,   # IN: (N, D) gradient 
     spans[7] = _span(&dgamma_out[0], v, True)
     spans[8] = _span(&dbeta_out[0], v, True)
     spans[9] = _span(&db_out[0], v, True)
-    _check_disjoint("hidden_backward", spans, 10)
+    _check_disjoint("hidden_backward", spans, 11)
     acc = <double *>malloc(4 * d * sizeof(double))
     if acc == NULL:
         raise MemoryError()
@@ -258,14 +267,16 @@ def hidden_backward(const floating[:, ::1] dh not None,   # IN: (N, D) gradient 
     try:
         if parts == 1:
             with nogil:
-                _bwd(&dh[0, 0], dm, &rmask[0, 0], &xc[0, 0], &std[0], &gamma[0], k2, nb,
+                _bwd(&dh[0, 0], dm, &rmask[0, 0], &xn[0, 0], &xc[0, 0], &std[0], &gamma[0], k2,
+                     nb,
                      &dx_out[0, 0], &dgamma_out[0], &dbeta_out[0], &db_out[0], acc, n, d,
                      0, d)
         else:
             for t in prange(parts, nogil=True, schedule="static", num_threads=parts):
                 lo = block_start(d, parts, t)
                 hi = block_start(d, parts, t + 1)
-                _bwd(&dh[0, 0], dm, &rmask[0, 0], &xc[0, 0], &std[0], &gamma[0], k2, nb,
+                _bwd(&dh[0, 0], dm, &rmask[0, 0], &xn[0, 0], &xc[0, 0], &std[0], &gamma[0], k2,
+                     nb,
                      &dx_out[0, 0], &dgamma_out[0], &dbeta_out[0], &db_out[0], acc, n, d,
                      lo, hi)
     finally:
