@@ -5,19 +5,21 @@ Same constructor, attributes (``params``, ``layers`` -- an ``OrderedDict`` ``Aff
 ``last_layer``, ``hidden_layer_num``, ``weight_decay_lambda``, ...), methods and numbers as
 the book's class; the weights come from the same ``np.random.randn`` draws in the same order.
 
-Faster than the book's code through the compiled layers, and because ``gradient`` does not
-compute the first Affine layer's input gradient (the book computes it and discards it).
+Faster than the book's code through the compiled layers, because ``gradient`` does not
+compute the first Affine layer's input gradient (the book computes it and discards it), and
+because ``gradient`` is one allocation-free step whose arrays are buffers reused by the next
+call (see :mod:`bpfast._network`).
 Additions: ``save_params``/``load_params`` (atomic, checked; see :class:`bpfast._network.ParamsFile`).
 """
 
 from bpfast import reference as _ref
-from bpfast._network import ParamsFile, backprop, use_compiled_layers
+from bpfast._network import FusedGradient, ParamsFile, backprop, use_compiled_layers
 from bpfast.gradient import numerical_gradient
 
 __all__ = ["MultiLayerNet"]
 
 
-class MultiLayerNet(ParamsFile, _ref.MultiLayerNet):
+class MultiLayerNet(FusedGradient, ParamsFile, _ref.MultiLayerNet):
     """Fully connected network: (Affine -> activation) x L -> Affine -> SoftmaxWithLoss.
 
     Parameters
@@ -88,9 +90,13 @@ class MultiLayerNet(ParamsFile, _ref.MultiLayerNet):
         Returns
         -------
         grads : dict
-            ``W{i}``: ``dW + weight_decay_lambda * W`` (a new array); ``b{i}``: the layer's
-            own ``db`` -- as in the book.
+            ``W{i}``: ``dW + weight_decay_lambda * W``; ``b{i}``: the layer's own ``db`` -- as
+            in the book, except that both are buffers **overwritten by the next call** (see
+            :mod:`bpfast._network`); copy them to keep them.
         """
+        grads = self._fused_gradient(x, t)
+        if grads is not None:
+            return grads
         # The forward of the book's loss(x, t) without its weight-decay sum: the value is
         # discarded here, and sum(W**2) over every W is a pass over all the weights.
         self.last_layer.forward(self.predict(x), t)

@@ -3,19 +3,21 @@
 Same constructor (including the book's misspelt ``dropout_ration``), attributes, methods,
 random-number consumption (weights from ``np.random.randn``, dropout masks from
 ``np.random.rand``, in the book's order) and numbers as the book's class.  Faster through the
-compiled layers (BatchNormalization and Dropout are one kernel per direction) and because
-``gradient`` skips the first Affine layer's unused input gradient.  Additions:
+compiled layers, because ``gradient`` skips the first Affine layer's unused input gradient,
+and because ``gradient`` is one fused, allocation-free step (a hidden block Affine ->
+BatchNorm -> Relu -> Dropout is one kernel per direction) whose arrays are buffers reused by
+the next call -- see :mod:`bpfast._network`.  Additions:
 ``save_params``/``load_params`` (atomic, checked; see :class:`bpfast._network.ParamsFile`).
 """
 
 from bpfast import reference as _ref
-from bpfast._network import ParamsFile, backprop, use_compiled_layers
+from bpfast._network import FusedGradient, ParamsFile, backprop, use_compiled_layers
 from bpfast.gradient import numerical_gradient
 
 __all__ = ["MultiLayerNetExtend"]
 
 
-class MultiLayerNetExtend(ParamsFile, _ref.MultiLayerNetExtend):
+class MultiLayerNetExtend(FusedGradient, ParamsFile, _ref.MultiLayerNetExtend):
     """Fully connected network with optional Batch Normalization and Dropout (chapter 6).
 
     Per hidden layer ``i``: ``Affine{i}`` -> ``BatchNorm{i}`` (if ``use_batchnorm``) ->
@@ -103,9 +105,14 @@ class MultiLayerNetExtend(ParamsFile, _ref.MultiLayerNetExtend):
         -------
         grads : dict
             Keys ``W1``, ``b1``, ``gamma1``, ``beta1``, ``W2``, ..., ``b{L+1}``;
-            ``W{i}`` is ``dW + weight_decay_lambda * W`` (a new array), the others are the
-            layers' own ``db``/``dgamma``/``dbeta`` -- as in the book.
+            ``W{i}`` is ``dW + weight_decay_lambda * W``, the others are the layers' own
+            ``db``/``dgamma``/``dbeta`` -- as in the book.  Unlike the book, ``W{i}`` and
+            ``b{i}`` (and the layers' ``dW``/``db``) are buffers **overwritten by the next
+            call** (see :mod:`bpfast._network`); copy them to keep them.
         """
+        grads = self._fused_gradient(x, t)
+        if grads is not None:
+            return grads
         # The forward of the book's loss(x, t, train_flg=True) without its weight-decay
         # sum: the value is discarded here, and sum(W**2) is a pass over all the weights.
         self.last_layer.forward(self.predict(x, True), t)
