@@ -37,6 +37,11 @@ __all__ = ["SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam"]
 # bpfast/layers.py).
 _PAR_ELEMENTWISE = 1 << 22
 _EPS = 1e-7  # the book's eps, outside the square root
+# Below this many elements the book's `p -= lr * g` (one small temporary) costs less than the
+# checks a kernel call needs (a few microseconds: dtype, layout and overlap), and computes the
+# same bits; above it the kernel's single pass wins (the `SGD` update time is part of the
+# "step" rows of `python benchmarks/run.py --filter MultiLayerNetExtend --filter NetStep`).
+_SGD_KERNEL_MIN = 1 << 14
 
 
 def _spec(fused):
@@ -79,20 +84,23 @@ def flat_views(p, g, *state):
     dtype, shape = p.dtype, p.shape
     if dtype not in KERNEL_DTYPES or g.dtype != dtype or g.shape != shape:
         return None
-    arrays = (p, g) + state
-    if p.flags.c_contiguous:
+    # Called once per parameter per step: read each flags object once (every `.flags` access
+    # builds a new one) and ravel (a view for contiguous input) rather than reshape.
+    flags = p.flags
+    if not flags.writeable:
+        return None
+    if flags.c_contiguous:
         order = "C"
-    elif p.flags.f_contiguous:
+    elif flags.f_contiguous:
         order = "F"
     else:
         return None
+    arrays = (p, g) + state
     for a in state:
         if type(a) is not np.ndarray or a.dtype != dtype or a.shape != shape:
             return None
         if not a.flags.writeable:
             return None
-    if not p.flags.writeable:
-        return None
     for a in arrays[1:]:
         if not (a.flags.c_contiguous if order == "C" else a.flags.f_contiguous):
             return None
@@ -101,7 +109,7 @@ def flat_views(p, g, *state):
         for j in range(i + 1, n):
             if np.may_share_memory(arrays[i], arrays[j]):
                 return None
-    return tuple(a.reshape(-1, order=order) for a in arrays)
+    return tuple(a.ravel(order) for a in arrays)
 
 
 def sgd_step(p, g, lr, n_threads=None):
@@ -138,8 +146,11 @@ class SGD(_ref.SGD):
             Must hold every key of ``params``; not modified.
         """
         for key in params.keys():
-            if not sgd_step(params[key], grads[key], self.lr):
-                params[key] -= self.lr * grads[key]
+            p = params[key]
+            if type(p) is np.ndarray and p.size >= _SGD_KERNEL_MIN and sgd_step(
+                    p, grads[key], self.lr):
+                continue
+            params[key] -= self.lr * grads[key]
 
 
 class Momentum(_ref.Momentum):
