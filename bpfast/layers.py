@@ -19,13 +19,27 @@ import numpy as np
 
 from bpfast import reference as _ref
 from bpfast._kernels import affine as _kaffine
+from bpfast._kernels import batch_normalization as _kbn
+from bpfast._kernels import dropout as _kdropout
+from bpfast._kernels import im2col as _kim2col
+from bpfast._kernels import pooling as _kpool
 from bpfast._kernels import relu as _krelu
 from bpfast._kernels import sigmoid as _ksigmoid
 from bpfast._kernels import softmax_with_loss as _ksoftmax
 from bpfast._threads import threads_for
-from bpfast._validation import F32, F64, LabelError, contiguous, float_array, labels_for
+from bpfast._validation import (
+    F32,
+    F64,
+    KERNEL_DTYPES,
+    LabelError,
+    contiguous,
+    float_array,
+    labels_for,
+)
+from bpfast.util import _as_index, _window_geometry
 
-__all__ = ["AddLayer", "MulLayer", "Relu", "Sigmoid", "Affine", "SoftmaxWithLoss"]
+__all__ = ["AddLayer", "MulLayer", "Relu", "Sigmoid", "Affine", "SoftmaxWithLoss",
+           "Dropout", "BatchNormalization", "Convolution", "Pooling"]
 
 # The computational-graph demo layers of section 5.4 work on Python scalars; there is
 # nothing to compile.
@@ -429,15 +443,6 @@ LabelError = LabelError
 # ---------------------------------------------------------------------------------------
 # Chapters 6-7: Dropout, BatchNormalization, Convolution, Pooling (book common/layers.py).
 # ---------------------------------------------------------------------------------------
-from bpfast._kernels import batch_normalization as _kbn  # noqa: E402
-from bpfast._kernels import dropout as _kdropout  # noqa: E402
-from bpfast._kernels import im2col as _kim2col  # noqa: E402
-from bpfast._kernels import pooling as _kpool  # noqa: E402
-from bpfast._validation import KERNEL_DTYPES  # noqa: E402
-from bpfast.util import _as_index, _window_geometry  # noqa: E402
-
-__all__ += ["Dropout", "BatchNormalization", "Convolution", "Pooling"]
-
 # Thresholds (elements) below which one thread beats a team; see tools/bench_conv.py.
 _PAR_WINDOWS = 1 << 17
 _PAR_COLUMNS = 1 << 16
