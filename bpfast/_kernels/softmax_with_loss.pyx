@@ -14,21 +14,13 @@ see the README).  Rows are split over threads in contiguous blocks.
 """
 from cython.parallel cimport prange
 from cython cimport floating
-from libc.math cimport log, logf
 from libc.stdlib cimport malloc, free
 
 from bpfast._kernels._parallel cimport block_start
 from bpfast._kernels._simd cimport bp_softmax_rows_f32, bp_softmax_rows_f64
+from bpfast._kernels._xent cimport argmax_row, label_t, log_picked, target_t
 from bpfast._validation import LabelError  # IndexError subclass: the book raises IndexError
 
-ctypedef fused label_t:
-    unsigned char
-    int
-    long
-
-ctypedef fused target_t:
-    float
-    double
 
 
 cdef inline void _softmax_rows(const floating[:, ::1] x, floating[:, ::1] y, Py_ssize_t lo,
@@ -41,28 +33,6 @@ cdef inline void _softmax_rows(const floating[:, ::1] x, floating[:, ::1] y, Py_
         bp_softmax_rows_f64(&x[lo, 0], &y[lo, 0], hi - lo, x.shape[1])
 
 
-cdef inline double _log_picked(floating p) noexcept nogil:
-    # log(y_t + 1e-7) in the working precision, as the book computes it.
-    if floating is float:
-        return logf(p + <float>1e-7)
-    else:
-        return log(p + 1e-7)
-
-
-cdef Py_ssize_t _argmax_row(const target_t *t, Py_ssize_t c) noexcept nogil:
-    # np.argmax semantics: the first maximum, or the first NaN if there is one.
-    cdef Py_ssize_t j, best = 0
-    cdef target_t v, m = t[0]
-    if m != m:
-        return 0
-    for j in range(1, c):
-        v = t[j]
-        if v != v:
-            return j
-        if v > m:
-            m = v
-            best = j
-    return best
 
 
 cdef void _xent_rows(const floating[:, ::1] x, const label_t[::1] t, floating[:, ::1] y,
@@ -70,7 +40,7 @@ cdef void _xent_rows(const floating[:, ::1] x, const label_t[::1] t, floating[:,
     cdef Py_ssize_t i
     _softmax_rows(x, y, lo, hi)
     for i in range(lo, hi):
-        row_loss[i] = _log_picked(y[i, t[i]])
+        row_loss[i] = log_picked(y[i, t[i]])
 
 
 cdef void _xent_onehot_rows(const floating[:, ::1] x, const target_t[:, ::1] t,
@@ -79,7 +49,7 @@ cdef void _xent_onehot_rows(const floating[:, ::1] x, const target_t[:, ::1] t,
     cdef Py_ssize_t i
     _softmax_rows(x, y, lo, hi)
     for i in range(lo, hi):
-        row_loss[i] = _log_picked(y[i, _argmax_row(&t[i, 0], x.shape[1])])
+        row_loss[i] = log_picked(y[i, argmax_row(&t[i, 0], x.shape[1])])
 
 
 cdef void _xent_grad_rows(const floating[:, ::1] y, const label_t[::1] t,

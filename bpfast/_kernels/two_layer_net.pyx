@@ -26,11 +26,11 @@ with the GIL before any nogil loop indexes with them.
 """
 from cython.parallel cimport prange
 from cython cimport floating
-from libc.math cimport log, logf
 from libc.stdlib cimport malloc, free
 
 from bpfast._kernels._parallel cimport block_start
 from bpfast._kernels._simd cimport bp_softmax_rows_f32, bp_softmax_rows_f64
+from bpfast._kernels._xent cimport argmax_row, label_t, log_picked, target_t
 
 cdef extern from "optimizers.h" nogil:
     void bp_sgd_f64(double *p, const double *g, double lr, Py_ssize_t n) noexcept
@@ -48,14 +48,6 @@ cdef extern from "two_layer_net.h" nogil:
                                 Py_ssize_t n, Py_ssize_t m, Py_ssize_t lo,
                                 Py_ssize_t hi) noexcept
 
-ctypedef fused label_t:
-    unsigned char
-    int
-    long
-
-ctypedef fused target_t:
-    float
-    double
 
 
 # ------------------------------------------------------------------------------ primitives
@@ -83,28 +75,6 @@ cdef inline void _bias_softmax_rows(floating *s, const floating *b, floating *y,
         bp_softmax_rows_f64(s + lo * c, y + lo * c, hi - lo, c)
 
 
-cdef inline double _log_picked(floating p) noexcept nogil:
-    # log(y_t + 1e-7) in the working precision, as the book (and the layer kernel) computes it.
-    if floating is float:
-        return logf(p + <float>1e-7)
-    else:
-        return log(p + 1e-7)
-
-
-cdef Py_ssize_t _argmax_row(const target_t *t, Py_ssize_t c) noexcept nogil:
-    # np.argmax semantics: the first maximum, or the first NaN if there is one.
-    cdef Py_ssize_t j, best = 0
-    cdef target_t v, m = t[0]
-    if m != m:
-        return 0
-    for j in range(1, c):
-        v = t[j]
-        if v != v:
-            return j
-        if v > m:
-            m = v
-            best = j
-    return best
 
 
 cdef void _xent_label_rows(floating *s, const floating *b, const label_t *t, floating *y,
@@ -115,7 +85,7 @@ cdef void _xent_label_rows(floating *s, const floating *b, const label_t *t, flo
     _bias_softmax_rows(s, b, y, lo, hi, c)
     for i in range(lo, hi):
         k = <Py_ssize_t>t[i]
-        row_loss[i] = _log_picked(y[i * c + k])
+        row_loss[i] = log_picked(y[i * c + k])
         if dy != NULL:
             # The book: copy y, subtract 1 at the label, divide by the batch size.
             for j in range(c):
@@ -130,7 +100,7 @@ cdef void _xent_onehot_rows(floating *s, const floating *b, const target_t *t, f
     cdef floating scale = <floating>n
     _bias_softmax_rows(s, b, y, lo, hi, c)
     for i in range(lo, hi):
-        row_loss[i] = _log_picked(y[i * c + _argmax_row(t + i * c, c)])
+        row_loss[i] = log_picked(y[i * c + argmax_row(t + i * c, c)])
         if dy != NULL:
             # The book: (y - t) / batch_size, soft targets used as they are.
             for j in range(c):
