@@ -57,6 +57,11 @@ _RMSPROP = _spec(_kopt.rmsprop_update)
 _ADAM = _spec(_kopt.adam_update)
 
 
+def _zeros_like_each(params):
+    """The book's lazily created optimizer state: ``zeros_like`` of every parameter, by key."""
+    return {key: np.zeros_like(val) for key, val in params.items()}
+
+
 def weak_scalar(value, dtype):
     """True when ``value * array_of_dtype`` is computed in ``dtype`` with ``value`` rounded once.
 
@@ -176,9 +181,7 @@ class Momentum(_ref.Momentum):
         grads : dict of str to ndarray
         """
         if self.v is None:
-            self.v = {}
-            for key, val in params.items():
-                self.v[key] = np.zeros_like(val)
+            self.v = _zeros_like_each(params)
 
         mu, lr = self.momentum, self.lr
         for key in params.keys():
@@ -216,9 +219,7 @@ class Nesterov(_ref.Nesterov):
         grads : dict of str to ndarray
         """
         if self.v is None:
-            self.v = {}
-            for key, val in params.items():
-                self.v[key] = np.zeros_like(val)
+            self.v = _zeros_like_each(params)
 
         mu, lr = self.momentum, self.lr
         for key in params.keys():
@@ -264,9 +265,7 @@ class AdaGrad(_ref.AdaGrad):
         grads : dict of str to ndarray
         """
         if self.h is None:
-            self.h = {}
-            for key, val in params.items():
-                self.h[key] = np.zeros_like(val)
+            self.h = _zeros_like_each(params)
 
         lr = self.lr
         for key in params.keys():
@@ -304,9 +303,7 @@ class RMSprop(_ref.RMSprop):
         grads : dict of str to ndarray
         """
         if self.h is None:
-            self.h = {}
-            for key, val in params.items():
-                self.h[key] = np.zeros_like(val)
+            self.h = _zeros_like_each(params)
 
         lr, decay = self.lr, self.decay_rate
         for key in params.keys():
@@ -357,10 +354,7 @@ class Adam(_ref.Adam):
         grads : dict of str to ndarray
         """
         if self.m is None:
-            self.m, self.v = {}, {}
-            for key, val in params.items():
-                self.m[key] = np.zeros_like(val)
-                self.v[key] = np.zeros_like(val)
+            self.m, self.v = _zeros_like_each(params), _zeros_like_each(params)
 
         self.iter += 1
         lr_t = self.lr * np.sqrt(1.0 - self.beta2**self.iter) / (1.0 - self.beta1**self.iter)
