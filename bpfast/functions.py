@@ -11,6 +11,7 @@ from bpfast._kernels import sigmoid as _ksigmoid
 from bpfast._kernels import softmax_with_loss as _ksoftmax
 from bpfast._threads import threads_for
 from bpfast._validation import F32, F64, contiguous, float_array
+from bpfast.layers import _PAR_EXP  # the layers' thread threshold (see there why)
 from bpfast.reference.functions import (
     cross_entropy_error,
     identity_function,
@@ -37,7 +38,6 @@ __all__ = [
 
 _SIGMOID = {F32: _ksigmoid.sigmoid_forward["float"], F64: _ksigmoid.sigmoid_forward["double"]}
 _SOFTMAX = {F32: _ksoftmax.softmax_forward["float"], F64: _ksoftmax.softmax_forward["double"]}
-_PAR_EXP = 1 << 22  # bpfast.layers._PAR_EXP (see there why)
 
 
 def sigmoid(x):

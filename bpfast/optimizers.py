@@ -30,12 +30,10 @@ from bpfast import reference as _ref
 from bpfast._kernels import optimizers as _kopt
 from bpfast._threads import threads_for
 from bpfast._validation import F32, F64, KERNEL_DTYPES
+from bpfast.layers import _PAR_ELEMENTWISE  # the layers' thread threshold (see there why)
 
 __all__ = ["SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam"]
 
-# Elements below which one thread is used (the same figure and reasons as the layers', see
-# bpfast/layers.py).
-_PAR_ELEMENTWISE = 1 << 22
 _EPS = 1e-7  # the book's eps, outside the square root
 # Below this many elements the book's `p -= lr * g` (one small temporary) costs less than the
 # checks a kernel call needs (a few microseconds: dtype, layout and overlap), and computes the
